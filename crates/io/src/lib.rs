@@ -1,0 +1,159 @@
+//! The block layer of rescue-disk.
+//!
+//! Everything rescue-disk knows about a disk comes through [`BlockRead`]: a
+//! positional, exact-length read of a device of known size. Raw image files,
+//! block devices, qcow2 images (through `qcow2-rs`, behind our own header
+//! validation) and slices of any of them (partitions, LVM extents) all
+//! implement it, so the layers above never care where bytes come from.
+//!
+//! Writing is a separate capability ([`BlockWrite`]) that a read-only open
+//! never yields: `inspect` and `check` cannot write even by mistake.
+//!
+//! This crate must never interpret partition tables or filesystems, and must
+//! never trust a size or offset it did not check against the real file size.
+
+mod error;
+mod qcow2;
+mod raw;
+mod slice;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{Error, ErrorKind, Result};
+pub use qcow2::Qcow2Image;
+pub use raw::RawFile;
+pub use slice::Slice;
+
+/// Read capability of a disk-like object.
+///
+/// Implementations read exactly `dst.len()` bytes or fail; a short read is an
+/// error of kind [`ErrorKind::Truncated`], never zero-filled data.
+pub trait BlockRead: fmt::Debug {
+    /// Size of the device in bytes, as seen by the guest.
+    fn size_in_bytes(&self) -> u64;
+
+    /// Reads exactly `dst.len()` bytes starting at `start_byte`.
+    fn read_exact_at(&self, start_byte: u64, dst: &mut [u8]) -> Result<()>;
+
+    /// A short human description for messages, e.g. `disk.qcow2 (qcow2)`.
+    fn describe(&self) -> String;
+}
+
+/// Write capability. Only [`open_writable`] hands one out.
+pub trait BlockWrite: BlockRead {
+    /// Writes all of `src` at `start_byte`.
+    fn write_all_at(&self, start_byte: u64, src: &[u8]) -> Result<()>;
+    /// Makes previous writes durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// A shared, type-erased readable device.
+pub type Device = Arc<dyn BlockRead>;
+
+/// Container format of an image file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Bytes of the file are the bytes of the disk (also block devices).
+    Raw,
+    /// QEMU copy-on-write v2/v3.
+    Qcow2,
+}
+
+impl Format {
+    /// Lower-case name as used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of host object a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A regular file.
+    File,
+    /// A block device such as `/dev/sdb`.
+    BlockDevice,
+}
+
+/// An opened target with what we learnt while opening it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The readable disk as the guest sees it.
+    pub device: Device,
+    /// Detected or forced container format.
+    pub format: Format,
+    /// File or block device.
+    pub source: SourceKind,
+    /// The path that was opened.
+    pub path: PathBuf,
+    /// For qcow2: the chain of backing files, nearest first.
+    pub backing_chain: Vec<PathBuf>,
+}
+
+/// Options for opening a target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Force a format instead of sniffing it from the magic bytes.
+    pub format: Option<Format>,
+}
+
+/// The first four bytes of every qcow image.
+pub const QCOW_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+/// Opens `path` read-only, sniffing raw vs. qcow2 unless forced.
+pub fn open(path: &Path, options: OpenOptions) -> Result<Opened> {
+    let raw = RawFile::open_read_only(path)?;
+    let source = raw.source_kind();
+    let format = match options.format {
+        Some(f) => f,
+        None => sniff(&raw)?,
+    };
+    match format {
+        Format::Raw => Ok(Opened {
+            device: Arc::new(raw),
+            format,
+            source,
+            path: path.to_owned(),
+            backing_chain: Vec::new(),
+        }),
+        Format::Qcow2 => {
+            let image = Qcow2Image::open(raw, path)?;
+            let backing_chain = image.backing_chain();
+            Ok(Opened {
+                device: Arc::new(image),
+                format,
+                source,
+                path: path.to_owned(),
+                backing_chain,
+            })
+        }
+    }
+}
+
+/// Decides raw vs. qcow2 from the first bytes. An empty file is an error:
+/// there is no disk to inspect.
+pub fn sniff(dev: &dyn BlockRead) -> Result<Format> {
+    let size = dev.size_in_bytes();
+    if size == 0 {
+        return Err(Error::new(ErrorKind::Empty, "sniffing image format")
+            .with_detail("the file is empty (0 bytes): there is no disk in it")
+            .with_path(dev.describe()));
+    }
+    if size < 4 {
+        return Ok(Format::Raw);
+    }
+    let mut magic = [0u8; 4];
+    dev.read_exact_at(0, &mut magic)?;
+    Ok(if magic == QCOW_MAGIC { Format::Qcow2 } else { Format::Raw })
+}

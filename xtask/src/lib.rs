@@ -1,0 +1,1 @@
+//! Fixture factory shared by `cargo xtask` and the test suites.
