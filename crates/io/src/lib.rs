@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{Error, ErrorKind, Result};
+#[doc(hidden)]
+pub use qcow2::fuzz_qcow2_header;
 pub use qcow2::Qcow2Image;
 pub use raw::RawFile;
 pub use slice::Slice;
@@ -130,8 +132,12 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Opened> {
         Format::Qcow2 => {
             let image = Qcow2Image::open(raw, path)?;
             let backing_chain = image.backing_chain();
+            // Devices are shared, not sent across threads (`Device` carries
+            // no `Send`/`Sync` bound); a qcow2 image is `!Sync` inside.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let device: Device = Arc::new(image);
             Ok(Opened {
-                device: Arc::new(image),
+                device,
                 format,
                 source,
                 path: path.to_owned(),
