@@ -1,1 +1,232 @@
-fn main() {}
+//! `cargo xtask`: developer tasks for rescue-disk.
+//!
+//! ```text
+//! cargo xtask fixtures [LAYOUT...]   build fixture images (all by default)
+//! cargo xtask demo                   write fixtures/demo/demo.qcow2
+//! cargo xtask determinism            build everything twice, compare hashes
+//! cargo xtask standins               regenerate the binary stand-ins of the trees
+//! cargo xtask md5sums                recompute the dpkg digests of the Debian tree
+//! ```
+//!
+//! Must never: modify committed files except through `demo`, `standins`
+//! and `md5sums`, which exist for that purpose.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  fixtures [LAYOUT...]  build fixture images into <target>/fixtures (all layouts by default)
+  demo                  build the committed demo image fixtures/demo/demo.qcow2
+  determinism           build every layout and the demo twice, compare sha256
+  standins              regenerate the binary stand-ins in fixtures/trees
+  md5sums               recompute dpkg md5sums/conffile digests of fixtures/trees/debian12";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("fixtures") => fixtures(&args[1..]),
+        Some("demo") => demo(),
+        Some("determinism") => determinism(),
+        Some("standins") => standins(),
+        Some("md5sums") => md5sums(),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn fixtures(names: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let list: Vec<&str> = if names.is_empty() {
+        xtask::layouts().to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    for layout in list {
+        let missing = xtask::missing_tools(layout);
+        if !missing.is_empty() {
+            bail!(
+                "fixture layout {layout} cannot be built here: missing {}",
+                missing.join(", ")
+            );
+        }
+        let raw = xtask::fixture(layout, xtask::Format::Raw)?;
+        let qcow2 = xtask::fixture(layout, xtask::Format::Qcow2)?;
+        println!("{layout}: {} {}", raw.display(), qcow2.display());
+    }
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    let dest = xtask::fixtures_source_dir().join("demo/demo.qcow2");
+    let started = Instant::now();
+    xtask::build_demo(&dest)?;
+    let size = std::fs::metadata(&dest)?.len();
+    println!(
+        "wrote {} ({} KiB, sha256 {}) in {:.1}s",
+        dest.display(),
+        size / 1024,
+        xtask::sha256_file(&dest)?,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Byte ranges where two files differ, merged when closer than 4 KiB.
+fn diff_ranges(a: &Path, b: &Path) -> Result<Vec<(u64, u64)>> {
+    let mut fa = std::fs::File::open(a)?;
+    let mut fb = std::fs::File::open(b)?;
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        let n = na.max(nb);
+        if n == 0 {
+            break;
+        }
+        for i in 0..n {
+            if ba.get(i).filter(|_| i < na) != bb.get(i).filter(|_| i < nb) {
+                let at = pos + i as u64;
+                match ranges.last_mut() {
+                    Some(r) if at <= r.1 + 4096 => r.1 = at,
+                    _ => ranges.push((at, at)),
+                }
+            }
+        }
+        pos += n as u64;
+    }
+    Ok(ranges)
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = f.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+fn determinism() -> Result<()> {
+    let parent = xtask::output_dir().join("custom");
+    std::fs::create_dir_all(&parent)?;
+    let a = tempfile::Builder::new()
+        .prefix("determinism-a-")
+        .tempdir_in(&parent)?;
+    let b = tempfile::Builder::new()
+        .prefix("determinism-b-")
+        .tempdir_in(&parent)?;
+    let mut times = Vec::new();
+    for dir in [a.path(), b.path()] {
+        let started = Instant::now();
+        for layout in xtask::layouts() {
+            if !xtask::missing_tools(layout).is_empty() {
+                println!(
+                    "{layout}: skipped (missing {})",
+                    xtask::missing_tools(layout).join(", ")
+                );
+                continue;
+            }
+            xtask::build_layout(layout, dir).with_context(|| format!("building {layout}"))?;
+        }
+        xtask::build_demo(&dir.join("demo.qcow2"))?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    println!("build times: {:.1}s and {:.1}s", times[0], times[1]);
+    let mut all_same = true;
+    let mut files: Vec<String> = Vec::new();
+    for layout in xtask::layouts() {
+        for ext in ["raw", "qcow2", "expect.json"] {
+            files.push(format!("{layout}.{ext}"));
+        }
+    }
+    files.push("demo.qcow2".into());
+    for f in files {
+        let (pa, pb) = (a.path().join(&f), b.path().join(&f));
+        if !pa.exists() {
+            continue;
+        }
+        let (ha, hb) = (xtask::sha256_file(&pa)?, xtask::sha256_file(&pb)?);
+        if ha == hb {
+            println!("identical  {f}  {ha}");
+        } else {
+            all_same = false;
+            let ranges = diff_ranges(&pa, &pb)?;
+            let shown: Vec<String> = ranges
+                .iter()
+                .take(8)
+                .map(|(s, e)| format!("{s:#x}..={e:#x}"))
+                .collect();
+            println!(
+                "DIFFERENT  {f}  {} range(s): {}{}",
+                ranges.len(),
+                shown.join(", "),
+                if ranges.len() > 8 { ", ..." } else { "" }
+            );
+        }
+    }
+    if !all_same {
+        println!("note: lvm-rhel differs by design: LVM writes creation_time, the host name and the loop device into its metadata text (PV metadata area, first MiB of the PV)");
+    }
+    Ok(())
+}
+
+fn standins() -> Result<()> {
+    let trees = xtask::tree::trees_dir();
+    let mut n = 0;
+    for s in xtask::standins::all() {
+        let p = trees.join(s.tree).join(&s.path);
+        if std::fs::read(&p).ok().as_deref() != Some(&s.bytes[..]) {
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, &s.bytes).with_context(|| format!("writing {}", p.display()))?;
+            println!("wrote {}", p.display());
+            n += 1;
+        }
+    }
+    println!("{n} stand-in(s) updated");
+    Ok(())
+}
+
+fn md5sums() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let staged = xtask::StagedTree::stage(
+        "debian12",
+        xtask::layout::tokens("gpt-debian")?,
+        &dir.path().join("stage"),
+    )?;
+    let committed = xtask::tree::trees_dir().join("debian12");
+    let n = xtask::dpkg::refresh(&committed, staged.root())?;
+    println!("{n} digest(s) updated in {}", committed.display());
+    let again = xtask::StagedTree::stage(
+        "debian12",
+        xtask::layout::tokens("gpt-debian")?,
+        &dir.path().join("check"),
+    )?;
+    let problems = xtask::dpkg::check(again.root())?;
+    for p in &problems {
+        println!("still inconsistent: {p}");
+    }
+    Ok(())
+}
