@@ -7,11 +7,33 @@
 //! structure and offset, or a [`Diagnostic`] when we can carry on (for
 //! example a corrupt primary GPT with a valid backup).
 //!
-//! This crate reads only through `rescue_io` and never writes.
+//! This crate reads only through `rescue_io` and never writes. Discovery
+//! reads metadata only (partition tables, PV labels and metadata areas,
+//! superblocks): a few dozen KiB whatever the disk size, never volume data.
+//!
+//! Code map: `gpt` and `mbr` decode partition tables, `lvm` maps
+//! LVM2 linear logical volumes (with its own metadata text parser), `probe`
+//! identifies volume contents like blkid, `linear` concatenates device
+//! ranges for multi-segment LVs.
 
-use rescue_io::Device;
+mod bytes;
+mod crc;
+mod gpt;
+mod linear;
+mod lvm;
+mod mbr;
+mod mem;
+mod probe;
+
+use std::sync::Arc;
+
+use rescue_io::{BlockRead, Device, Slice};
 use serde::Serialize;
 
+#[doc(hidden)]
+pub use gpt::known_type_names as gpt_type_names;
+pub use linear::{LinearDevice, LinearSegment};
+pub use mem::MemDisk;
 pub use rescue_io::{Error, ErrorKind, Result};
 
 /// Everything discovered on one disk.
@@ -122,7 +144,8 @@ pub struct Probe {
     pub uuid: Option<String>,
     /// The label, if set.
     pub label: Option<String>,
-    /// FAT variant: `FAT12`, `FAT16` or `FAT32` (blkid's SEC_TYPE/VERSION).
+    /// blkid's `VERSION`: `FAT12`/`FAT16`/`FAT32` for vfat, `1`/`2` for
+    /// LUKS, `1` for swap, `LVM2 001` for a PV, `1.0` (revision) for ext.
     pub version: Option<String>,
     /// ext2/3/4 details.
     pub ext: Option<ExtInfo>,
@@ -179,8 +202,241 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+/// A partition found in a table, before it is probed.
+#[derive(Debug, Clone)]
+pub(crate) struct PartSpec {
+    pub id: String,
+    pub kind: VolumeKind,
+    pub start_byte: u64,
+    pub size_in_bytes: u64,
+}
+
 /// Discovers the partition table, volumes and their contents on `disk`.
+///
+/// Reads only metadata. Damage we can work around (a corrupt primary GPT
+/// with a good backup, an unreadable volume, an LV that cannot be mapped)
+/// ends up in [`Disk::diagnostics`] or [`VolumeGroup::unmapped`]; damage that
+/// makes the layout untrustworthy (a partition beyond the end of the disk,
+/// both GPT copies corrupt, LVM metadata pointing outside its PV) is an
+/// [`ErrorKind::Corrupt`] error. A disk with nothing recognisable on it is
+/// `Ok` with [`PartitionTable::None`] and no volumes: the caller decides
+/// whether that is an error.
 pub fn discover(disk: Device) -> Result<Disk> {
-    let _ = disk;
-    Err(Error::unsupported("discovering volumes", "not implemented yet"))
+    let mut diagnostics = Vec::new();
+    let (table, specs, whole) = layout(&*disk, &mut diagnostics)?;
+    let mut volumes = Vec::with_capacity(specs.len() + 1);
+    if let Some(probe) = whole {
+        volumes.push(Volume {
+            id: "disk".into(),
+            kind: VolumeKind::WholeDisk,
+            start_byte: 0,
+            size_in_bytes: disk.size_in_bytes(),
+            probe,
+            device: disk.clone(),
+        });
+    }
+    for spec in specs {
+        let name = format!("{} {}", disk.describe(), spec.id);
+        // `Device` is `Arc<dyn BlockRead>` by rescue_io's design, without Send/Sync.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let device: Device = Arc::new(Slice::new(
+            disk.clone(),
+            spec.start_byte,
+            spec.size_in_bytes,
+            name,
+        )?);
+        let probe = probe_with_diagnostics(&spec.id, &device, &mut diagnostics);
+        volumes.push(Volume {
+            id: spec.id,
+            kind: spec.kind,
+            start_byte: spec.start_byte,
+            size_in_bytes: spec.size_in_bytes,
+            probe,
+            device,
+        });
+    }
+    let (volume_groups, lvs) = lvm::discover(&volumes, &mut diagnostics)?;
+    volumes.extend(lvs);
+    Ok(Disk {
+        table,
+        volumes,
+        volume_groups,
+        diagnostics,
+    })
+}
+
+/// Identifies what `dev` holds (filesystem, swap, PV, LUKS), like
+/// `blkid -p`. Reads a few KiB.
+pub fn probe_volume(dev: &dyn BlockRead) -> Result<Probe> {
+    Ok(probe::probe(dev)?.probe)
+}
+
+/// Probes a volume; a read failure or a corrupt superblock becomes a
+/// diagnostic about `subject` instead of failing discovery.
+pub(crate) fn probe_with_diagnostics(
+    subject: &str,
+    dev: &Device,
+    diags: &mut Vec<Diagnostic>,
+) -> Probe {
+    match probe::probe(&**dev) {
+        Ok(outcome) => {
+            diags.extend(outcome.warnings.into_iter().map(|message| Diagnostic {
+                subject: subject.to_string(),
+                message,
+            }));
+            outcome.probe
+        }
+        Err(e) => {
+            diags.push(Diagnostic {
+                subject: subject.to_string(),
+                message: format!("probing the volume's content: {e}; its type is left unknown"),
+            });
+            Probe::default()
+        }
+    }
+}
+
+/// The partition table and partitions of `disk`, or the whole-disk probe
+/// when there is no table.
+fn layout(
+    disk: &dyn BlockRead,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<(PartitionTable, Vec<PartSpec>, Option<Probe>)> {
+    let size = disk.size_in_bytes();
+    let mut sector0 = [0u8; 512];
+    if size >= 512 {
+        disk.read_exact_at(0, &mut sector0)?;
+    }
+    let gpt_table = |diags: &mut Vec<Diagnostic>,
+                     t: gpt::GptTable|
+     -> Result<(PartitionTable, Vec<PartSpec>, Option<Probe>)> {
+        let specs = gpt::partitions(&t, size, diags)?;
+        let table = PartitionTable::Gpt {
+            disk_guid: t.disk_guid,
+            logical_block_size: t.logical_block_size as u32,
+            used_backup: t.used_backup,
+        };
+        Ok((table, specs, None))
+    };
+    if mbr::is_protective(&sector0) {
+        return match gpt::read(disk, diags) {
+            gpt::GptOutcome::Found(t) => gpt_table(diags, t),
+            gpt::GptOutcome::Broken(e) => Err(e),
+            gpt::GptOutcome::NotFound => Err(Error::new(ErrorKind::Corrupt, "reading GPT").with_offset(512).with_detail(
+                "the protective MBR (type 0xee) announces a GPT but there is no GPT header at LBA 1 or at the last LBA, with 512- or 4096-byte sectors; rebuild the table (gdisk recovery, testdisk) or restore the disk",
+            )),
+        };
+    }
+    // Without a protective MBR a GPT is only a candidate: keep what its
+    // reader noticed aside until we know it is used.
+    let mut gpt_diags = Vec::new();
+    let gpt_outcome = gpt::read(disk, &mut gpt_diags);
+    let is_fat = size >= 512 && probe::is_vfat(disk)?;
+    if mbr::looks_like_mbr(&sector0) && mbr::has_partitions(&sector0) && !is_fat {
+        if let gpt::GptOutcome::Found(_) = gpt_outcome {
+            diags.push(Diagnostic {
+                subject: "gpt".into(),
+                message: "a GPT was found but the MBR is not protective (no 0xee entry); the MBR is used, as Linux does".into(),
+            });
+        }
+        let t = mbr::read(disk, &sector0, diags)?;
+        let table = PartitionTable::Mbr {
+            disk_signature: format!("{:#010x}", t.signature),
+        };
+        return Ok((table, t.partitions, None));
+    }
+    if let gpt::GptOutcome::Found(t) = gpt_outcome {
+        diags.append(&mut gpt_diags);
+        diags.push(Diagnostic {
+            subject: "mbr".into(),
+            message: "the GPT has no protective MBR (no 0xee entry in sector 0); the GPT is used"
+                .into(),
+        });
+        return gpt_table(diags, t);
+    }
+    let whole = if size > 0 {
+        match probe::probe(disk) {
+            Ok(outcome) => {
+                diags.extend(outcome.warnings.into_iter().map(|message| Diagnostic {
+                    subject: "disk".into(),
+                    message,
+                }));
+                outcome.probe
+            }
+            Err(e) => {
+                diags.push(Diagnostic {
+                    subject: "disk".into(),
+                    message: format!("probing the whole disk: {e}; its type is left unknown"),
+                });
+                Probe::default()
+            }
+        }
+    } else {
+        Probe::default()
+    };
+    if whole.fstype.is_some() {
+        return Ok((PartitionTable::None, Vec::new(), Some(whole)));
+    }
+    if mbr::looks_like_mbr(&sector0) && !is_fat {
+        // An MBR with no partitions: a table, but nothing in it.
+        let table = PartitionTable::Mbr {
+            disk_signature: format!("{:#010x}", mbr::disk_signature(&sector0)),
+        };
+        return Ok((table, Vec::new(), None));
+    }
+    Ok((PartitionTable::None, Vec::new(), None))
+}
+
+/// Fuzz entry point: GPT detection and decoding on arbitrary disk bytes.
+#[doc(hidden)]
+pub fn fuzz_gpt(data: &[u8]) {
+    let disk = MemDisk::new(data, "fuzz");
+    let mut diags = Vec::new();
+    if let gpt::GptOutcome::Found(t) = gpt::read(&disk, &mut diags) {
+        let _ = gpt::partitions(&t, disk.size_in_bytes(), &mut diags);
+    }
+}
+
+/// Fuzz entry point: MBR and EBR chain decoding on arbitrary disk bytes.
+#[doc(hidden)]
+pub fn fuzz_mbr(data: &[u8]) {
+    let disk = MemDisk::new(data, "fuzz");
+    let mut sector0 = [0u8; 512];
+    if disk.read_exact_at(0, &mut sector0).is_ok() {
+        let _ = mbr::read(&disk, &sector0, &mut Vec::new());
+    }
+}
+
+/// Fuzz entry point: the LVM2 metadata text parser and VG model.
+#[doc(hidden)]
+pub fn fuzz_lvm_metadata(data: &[u8]) {
+    if let Ok(root) = lvm::text::parse(data) {
+        let _ = lvm::vg::from_text(&root);
+    }
+}
+
+/// Fuzz entry point: LVM2 PV label and metadata area decoding on arbitrary
+/// PV bytes.
+#[doc(hidden)]
+pub fn fuzz_lvm_pv(data: &[u8]) {
+    let pv = MemDisk::new(data, "fuzz");
+    if let Ok(Some(label)) = lvm::label::read_label(&pv) {
+        for (start, size) in label.metadata_areas {
+            if let Ok(Some(text)) = lvm::label::read_metadata(&pv, start, size) {
+                fuzz_lvm_metadata(&text.text);
+            }
+        }
+    }
+}
+
+/// Fuzz entry point: content probing on arbitrary volume bytes.
+#[doc(hidden)]
+pub fn fuzz_probe(data: &[u8]) {
+    let _ = probe::probe(&MemDisk::new(data, "fuzz"));
+}
+
+/// Fuzz entry point: the whole discovery on arbitrary disk bytes.
+#[doc(hidden)]
+pub fn fuzz_discover(data: &[u8]) {
+    let _ = discover(Arc::new(MemDisk::new(data.to_vec(), "fuzz")));
 }
