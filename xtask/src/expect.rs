@@ -201,14 +201,18 @@ impl GuestFacts {
             let modules = format!("lib/modules/{v}");
             let has_initrd = nonempty(staged, &initrd);
             let has_modules = dir_nonempty(staged, &modules);
+            // A rescue kernel (dracut's `0-rescue-<machine-id>`) carries every
+            // driver in its host-independent initramfs and has no modules
+            // directory of its own: it is bootable without one.
+            let is_rescue = v.starts_with("0-rescue-");
             let k = json!({
                 "version": v,
                 "vmlinuz": format!("/{vmlinuz}"),
                 "initrd": if has_initrd { Value::String(format!("/{initrd}")) } else { Value::Null },
                 "modules_dir": if has_modules { Value::String(format!("/{modules}")) } else { Value::Null },
-                "complete": nonempty(staged, &vmlinuz) && has_initrd && has_modules,
+                "complete": nonempty(staged, &vmlinuz) && has_initrd && (has_modules || is_rescue),
             });
-            if v.starts_with("0-rescue-") {
+            if is_rescue {
                 rescue.push(k);
             } else {
                 kernels.push(k);

@@ -101,6 +101,21 @@ pub struct Opened {
     pub path: PathBuf,
     /// For qcow2: the chain of backing files, nearest first.
     pub backing_chain: Vec<PathBuf>,
+    /// For qcow2: header facts worth showing the user.
+    pub qcow2: Option<Qcow2Summary>,
+}
+
+/// Facts from a qcow2 header that matter to an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qcow2Summary {
+    /// 2 or 3.
+    pub version: u32,
+    /// Cluster size in bytes.
+    pub cluster_size_in_bytes: u64,
+    /// The image holds internal snapshots (writes would be refused).
+    pub has_internal_snapshots: bool,
+    /// The dirty bit is set (lazy refcounts were not flushed).
+    pub is_dirty: bool,
 }
 
 /// Options for opening a target.
@@ -128,10 +143,17 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Opened> {
             source,
             path: path.to_owned(),
             backing_chain: Vec::new(),
+            qcow2: None,
         }),
         Format::Qcow2 => {
             let image = Qcow2Image::open(raw, path)?;
             let backing_chain = image.backing_chain();
+            let summary = Qcow2Summary {
+                version: image.version(),
+                cluster_size_in_bytes: image.cluster_size_in_bytes(),
+                has_internal_snapshots: image.has_internal_snapshots(),
+                is_dirty: image.is_dirty(),
+            };
             // Devices are shared, not sent across threads (`Device` carries
             // no `Send`/`Sync` bound); a qcow2 image is `!Sync` inside.
             #[allow(clippy::arc_with_non_send_sync)]
@@ -142,6 +164,7 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Opened> {
                 source,
                 path: path.to_owned(),
                 backing_chain,
+                qcow2: Some(summary),
             })
         }
     }
