@@ -28,7 +28,10 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
 fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
-    fs::File::open(path).unwrap().read_exact_at(&mut buf, offset).unwrap();
+    fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, offset)
+        .unwrap();
     buf
 }
 
@@ -71,28 +74,49 @@ fn random_bytes() {
         })
         .collect();
     fs::write(&p, bytes).unwrap();
-    run_limited(&["inspect", path_str(&p)]).assert_clean_error(&["noise.raw", "no partition table"]);
+    run_limited(&["inspect", path_str(&p)])
+        .assert_clean_error(&["noise.raw", "no partition table"]);
 }
 
 #[test]
 fn truncated_raw_image_partition_beyond_end() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else {
+        return;
+    };
     // The root partition (p1) spans 20 MiB..66 MiB: cut the disk at 40 MiB.
-    fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(40 << 20).unwrap();
-    run_limited(&["inspect", path_str(&p)]).assert_clean_error(&["partition 1", "beyond the end of the disk", "0x"]);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    run_limited(&["inspect", path_str(&p)]).assert_clean_error(&[
+        "partition 1",
+        "beyond the end of the disk",
+        "0x",
+    ]);
 }
 
 #[test]
 fn truncated_qcow2_image() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else {
+        return;
+    };
     let len = fs::metadata(&p).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     run_limited(&["inspect", path_str(&p)]).assert_clean_error(&["gpt-debian.qcow2", "0x"]);
 }
 
 #[test]
 fn corrupt_primary_gpt_header_uses_backup() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else {
+        return;
+    };
     let healthy = inspect_json(&p);
     // Flip a byte of the primary header's disk GUID: its CRC no longer matches.
     let mut b = read_at(&p, 0x200 + 0x38, 1);
@@ -100,14 +124,22 @@ fn corrupt_primary_gpt_header_uses_backup() {
     patch(&p, 0x200 + 0x38, &b);
     let report = inspect_json(&p);
     assert_eq!(report["partition_table"]["used_backup"], true);
-    assert_eq!(report["volumes"], healthy["volumes"], "same volumes from the backup");
+    assert_eq!(
+        report["volumes"], healthy["volumes"],
+        "same volumes from the backup"
+    );
     let diags = report["diagnostics"].to_string();
-    assert!(diags.contains("0x200"), "diagnostic names the corrupt header's offset: {diags}");
+    assert!(
+        diags.contains("0x200"),
+        "diagnostic names the corrupt header's offset: {diags}"
+    );
 }
 
 #[test]
 fn corrupt_primary_gpt_entry_array_uses_backup() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Raw) else {
+        return;
+    };
     let healthy = inspect_json(&p);
     let mut b = read_at(&p, 0x400 + 0x20, 8);
     for x in &mut b {
@@ -126,14 +158,18 @@ fn qcow2_u64(p: &Path, offset: u64) -> u64 {
 
 #[test]
 fn corrupt_qcow2_header() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else {
+        return;
+    };
     patch(&p, 4, &99u32.to_be_bytes());
     run_limited(&["inspect", path_str(&p)]).assert_clean_error(&["qcow2", "version", "99"]);
 }
 
 #[test]
 fn corrupt_qcow2_l1_table() {
-    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else { return };
+    let Some((_dir, p)) = scratch("gpt-debian", Format::Qcow2) else {
+        return;
+    };
     // Header field l1_table_offset is at byte 40; make entry 0 point far
     // beyond the end of the file (keeping the "copied" flag bit 63).
     let l1 = qcow2_u64(&p, 40);
@@ -146,8 +182,18 @@ fn encrypted_qcow2() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("secret.qcow2");
     let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=hunter2"])
-        .args(["-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"])
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "--object",
+            "secret,id=sec0,data=hunter2",
+        ])
+        .args([
+            "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+        ])
         .arg(&p)
         .arg("16M")
         .status()
@@ -174,7 +220,9 @@ fn lvm_crc(data: &[u8]) -> u32 {
 
 #[test]
 fn lvm_metadata_pointing_outside_the_pv() {
-    let Some((_dir, p)) = scratch("lvm-rhel", Format::Raw) else { return };
+    let Some((_dir, p)) = scratch("lvm-rhel", Format::Raw) else {
+        return;
+    };
     let expect = xtask::expect("lvm-rhel").unwrap();
     let pv = expect["volumes"]
         .as_array()
@@ -198,7 +246,10 @@ fn lvm_metadata_pointing_outside_the_pv() {
     // Move the root LV's first segment to extent 9000 of an 18-extent PV.
     let needle = "\"pv0\", 0";
     assert!(text.contains(needle), "metadata text as expected: {text}");
-    let mut edited = text.trim_end_matches('\0').replacen(needle, "\"pv0\", 9000", 1).into_bytes();
+    let mut edited = text
+        .trim_end_matches('\0')
+        .replacen(needle, "\"pv0\", 9000", 1)
+        .into_bytes();
     edited.push(0);
     patch(&p, mda_start + text_offset, &edited);
     header[48..56].copy_from_slice(&(edited.len() as u64).to_le_bytes());
@@ -226,11 +277,16 @@ fn huge_bogus_i_size_on_fstab() {
 /// a read-only copy and check the image's bytes and mtime did not change.
 #[test]
 fn unprivileged_and_read_only() {
-    let Some((dir, p)) = scratch("gpt-debian", Format::Qcow2) else { return };
+    let Some((dir, p)) = scratch("gpt-debian", Format::Qcow2) else {
+        return;
+    };
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
-    let before = (fs::metadata(&p).unwrap().modified().unwrap(), xtask::sha256_file(&p).unwrap());
+    let before = (
+        fs::metadata(&p).unwrap().modified().unwrap(),
+        xtask::sha256_file(&p).unwrap(),
+    );
     let out = if is_root() {
         // The binary lives under target/, which nobody can usually read: copy it.
         let bin_copy = dir.path().join("rescue-disk");
@@ -242,9 +298,37 @@ fn unprivileged_and_read_only() {
             .output()
             .expect("setpriv (util-linux)")
     } else {
-        Command::new(bin()).args(["inspect", "--json", path_str(&p)]).output().unwrap()
+        Command::new(bin())
+            .args(["inspect", "--json", path_str(&p)])
+            .output()
+            .unwrap()
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let after = (fs::metadata(&p).unwrap().modified().unwrap(), xtask::sha256_file(&p).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = (
+        fs::metadata(&p).unwrap().modified().unwrap(),
+        xtask::sha256_file(&p).unwrap(),
+    );
     assert_eq!(before, after, "inspect changed the image");
+}
+
+/// `--format` overrides sniffing: a qcow2 forced to raw shows no disk, and
+/// a raw image forced to qcow2 is refused for its missing magic.
+#[test]
+fn forced_format_is_obeyed() {
+    let Some((_dir, q)) = scratch("gpt-debian", Format::Qcow2) else {
+        return;
+    };
+    run_limited(&["inspect", "--format", "raw", path_str(&q)])
+        .assert_clean_error(&["no partition table"]);
+    let Some((_dir2, r)) = scratch("gpt-debian", Format::Raw) else {
+        return;
+    };
+    run_limited(&["inspect", "--format", "qcow2", path_str(&r)])
+        .assert_clean_error(&["gpt-debian.raw", "magic"]);
+    let ok = run(&["inspect", "--json", "--format", "qcow2", path_str(&q)]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
 }

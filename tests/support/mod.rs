@@ -31,20 +31,37 @@ impl Run {
 
     /// The stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Asserts the run failed cleanly: exit 2, exactly one line on stderr
     /// that contains every one of `words` (case-insensitive), no panic.
     pub fn assert_clean_error(&self, words: &[&str]) {
         assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
-        assert_eq!(self.code, 2, "exit code; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
+        assert_eq!(
+            self.code, 2,
+            "exit code; stderr:\n{}\nstdout:\n{}",
+            self.stderr, self.stdout
+        );
         let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "want one line on stderr, got:\n{}", self.stderr);
+        assert_eq!(
+            lines.len(),
+            1,
+            "want one line on stderr, got:\n{}",
+            self.stderr
+        );
         let lower = lines[0].to_lowercase();
         for w in words {
-            assert!(lower.contains(&w.to_lowercase()), "stderr lacks {w:?}: {}", lines[0]);
+            assert!(
+                lower.contains(&w.to_lowercase()),
+                "stderr lacks {w:?}: {}",
+                lines[0]
+            );
         }
         assert!(lines[0].starts_with("rescue-disk: error: "), "{}", lines[0]);
     }
@@ -78,7 +95,10 @@ pub fn run_limited(args: &[&str]) -> Run {
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG");
-    let run = Run::from_output(cmd.output().expect("running timeout/prlimit (coreutils, util-linux)"));
+    let run = Run::from_output(
+        cmd.output()
+            .expect("running timeout/prlimit (coreutils, util-linux)"),
+    );
     assert_ne!(run.code, 124, "rescue-disk hung on {args:?}");
     run
 }
@@ -86,7 +106,13 @@ pub fn run_limited(args: &[&str]) -> Run {
 /// `rescue-disk inspect PATH --json`, asserting success.
 pub fn inspect_json(path: &Path) -> serde_json::Value {
     let run = run(&["inspect", "--json", path.to_str().expect("utf-8 path")]);
-    assert_eq!(run.code, 0, "inspect {} failed:\n{}", path.display(), run.stderr);
+    assert_eq!(
+        run.code,
+        0,
+        "inspect {} failed:\n{}",
+        path.display(),
+        run.stderr
+    );
     run.json()
 }
 

@@ -32,6 +32,18 @@ pub const LAYOUTS: [&str; 5] = [
     "overlay",
 ];
 
+/// Layouts built only on request (`cargo xtask bench`), never by the tests:
+/// `big-debian` is `gpt-debian` on a 20 GiB disk whose root fills it.
+pub const BENCH_LAYOUTS: [&str; 1] = ["big-debian"];
+
+/// Virtual size of the `big-debian` benchmark disk.
+pub const BIG_DISK_BYTES: u64 = 20 << 30;
+
+/// True for every layout this module can build.
+pub fn is_known(layout: &str) -> bool {
+    LAYOUTS.contains(&layout) || BENCH_LAYOUTS.contains(&layout)
+}
+
 /// The layout an `overlay` image is layered on.
 pub const OVERLAY_BASE: &str = "gpt-debian";
 
@@ -131,7 +143,7 @@ mod ids {
 /// The committed tree a layout is built from.
 pub fn tree_of(layout: &str) -> Result<&'static str> {
     Ok(match layout {
-        "gpt-debian" | "whole-ext4" | "overlay" => "debian12",
+        "gpt-debian" | "whole-ext4" | "overlay" | "big-debian" => "debian12",
         "mbr-rhel" | "lvm-rhel" => "rhel9",
         other => bail!(
             "unknown fixture layout {other:?}; known: {}",
@@ -148,7 +160,7 @@ fn some(s: impl Into<String>) -> Option<String> {
 pub fn tokens(layout: &str) -> Result<Tokens> {
     let mut t = Tokens::new();
     match layout {
-        "gpt-debian" | "overlay" => {
+        "gpt-debian" | "overlay" | "big-debian" => {
             t.insert("ROOT_UUID", some(ids::GPT_ROOT_FS));
             t.insert("ROOT_SOURCE", some(format!("PARTUUID={}", ids::GPT_P1)));
             t.insert(
@@ -241,7 +253,8 @@ pub fn build_raw(
     root_debugfs: &[String],
 ) -> Result<BuildOutput> {
     match layout {
-        "gpt-debian" | "overlay" => gpt_debian(staged, raw, work, root_debugfs),
+        "gpt-debian" | "overlay" => gpt_debian(staged, raw, work, root_debugfs, 64 * MIB),
+        "big-debian" => gpt_debian(staged, raw, work, root_debugfs, BIG_DISK_BYTES),
         "whole-ext4" => whole_ext4(staged, raw, work, root_debugfs),
         "mbr-rhel" => mbr_rhel(staged, raw, work, root_debugfs),
         "lvm-rhel" => lvm_rhel(staged, raw, work, root_debugfs),
@@ -277,9 +290,9 @@ fn gpt_debian(
     raw: &Path,
     work: &Path,
     root_debugfs: &[String],
+    disk_bytes: u64,
 ) -> Result<BuildOutput> {
-    const DISK_BYTES: u64 = 64 * MIB;
-    let total_sectors = DISK_BYTES / SECTOR;
+    let total_sectors = disk_bytes / SECTOR;
     let last_usable = total_sectors - 34;
     let (p14, p15, p1) = (
         (2048u64, 8191u64),
@@ -317,7 +330,7 @@ fn gpt_debian(
         root_debugfs,
     )?;
 
-    disk::create_sparse(raw, DISK_BYTES)?;
+    disk::create_sparse(raw, disk_bytes)?;
     disk::write_gpt(
         raw,
         ids::GPT_DISK,

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod disk;
+pub mod docs;
 pub mod dpkg;
 pub mod expect;
 pub mod fs_build;
@@ -108,7 +109,7 @@ pub fn require_tools() -> bool {
 /// Tools (and privileges) building `layout` needs that this machine lacks.
 /// Empty when the layout can be built. Unknown layouts report themselves.
 pub fn missing_tools(layout: &str) -> Vec<&'static str> {
-    if !LAYOUTS.contains(&layout) {
+    if !layout::is_known(layout) {
         return vec!["(unknown layout)"];
     }
     let mut missing: Vec<&'static str> = tools::needed_by(layout)
@@ -162,7 +163,7 @@ static FRESH: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 fn ensure_fixture(layout: &str) -> Result<PathBuf> {
     ensure!(
-        LAYOUTS.contains(&layout),
+        layout::is_known(layout),
         "unknown fixture layout {layout:?}; known: {}",
         LAYOUTS.join(", ")
     );
@@ -408,7 +409,7 @@ fn build_image(
         edit(&mut c).context("editing the staged tree of the variant")?;
     }
     let firmware: &[&str] = match layout {
-        "gpt-debian" | "overlay" => &["bios", "uefi"],
+        "gpt-debian" | "overlay" | "big-debian" => &["bios", "uefi"],
         "whole-ext4" => &[],
         _ => &["bios"],
     };
@@ -434,7 +435,7 @@ fn to_qcow2(raw: &Path, qcow2: &Path, compress: bool) -> Result<()> {
 /// hold `gpt-debian.qcow2`.
 pub fn build_layout(layout: &str, out: &Path) -> Result<()> {
     ensure!(
-        LAYOUTS.contains(&layout),
+        layout::is_known(layout),
         "unknown fixture layout {layout:?}; known: {}",
         LAYOUTS.join(", ")
     );

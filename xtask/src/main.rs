@@ -6,6 +6,8 @@
 //! cargo xtask determinism            build everything twice, compare hashes
 //! cargo xtask standins               regenerate the binary stand-ins of the trees
 //! cargo xtask md5sums                recompute the dpkg digests of the Debian tree
+//! cargo xtask bench                  time `inspect` on a 20 GiB guest (docs/PERFORMANCE.md)
+//! cargo xtask man [DIR]              man pages and shell completions (default target/dist)
 //! ```
 //!
 //! Must never: modify committed files except through `demo`, `standins`
@@ -24,7 +26,9 @@ commands:
   demo                  build the committed demo image fixtures/demo/demo.qcow2
   determinism           build every layout and the demo twice, compare sha256
   standins              regenerate the binary stand-ins in fixtures/trees
-  md5sums               recompute dpkg md5sums/conffile digests of fixtures/trees/debian12";
+  md5sums               recompute dpkg md5sums/conffile digests of fixtures/trees/debian12
+  bench [RUNS]          build the 20 GiB big-debian guest and time release `inspect` on it
+  man [DIR]             write man pages (DIR/man1) and completions (DIR/completions); DIR defaults to <target>/dist";
 
 fn main() {
     if let Err(e) = run() {
@@ -41,6 +45,8 @@ fn run() -> Result<()> {
         Some("determinism") => determinism(),
         Some("standins") => standins(),
         Some("md5sums") => md5sums(),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("man") => man(args.get(1).map(String::as_str)),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -227,6 +233,84 @@ fn md5sums() -> Result<()> {
     let problems = xtask::dpkg::check(again.root())?;
     for p in &problems {
         println!("still inconsistent: {p}");
+    }
+    Ok(())
+}
+
+/// Times `rescue-disk inspect --json` (release build) on the 20 GiB
+/// `big-debian` guest as raw and qcow2, and reports the bytes it read.
+/// A benchmark, not a test: it prints figures for docs/PERFORMANCE.md.
+fn bench(runs: Option<&str>) -> Result<()> {
+    let runs: usize = runs.map(str::parse).transpose()?.unwrap_or(20).max(1);
+    let started = Instant::now();
+    let raw = xtask::fixture("big-debian", xtask::Format::Raw)?;
+    let qcow2 = xtask::fixture("big-debian", xtask::Format::Qcow2)?;
+    println!(
+        "big-debian ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let root = xtask::fixtures_source_dir()
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet", "-p", "rescue-disk"])
+            .current_dir(&root)
+            .status()?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let bin = xtask::target_dir().join("release/rescue-disk");
+    for image in [&raw, &qcow2] {
+        let virtual_size = {
+            let out = std::process::Command::new("qemu-img")
+                .args(["info", "--output=json"])
+                .arg(image)
+                .output()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            v["virtual-size"].as_u64().unwrap_or(0)
+        };
+        let mut times = Vec::with_capacity(runs);
+        let mut read_line = String::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let out = std::process::Command::new(&bin)
+                .args(["-v", "inspect", "--json"])
+                .arg(image)
+                .env("NO_COLOR", "1")
+                .output()?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            if !out.status.success() {
+                bail!("inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            read_line = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .find(|l| l.contains("bytes from the host"))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{}: virtual {} GiB, file {} MiB; inspect --json over {runs} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms; {read_line}",
+            image.file_name().unwrap_or_default().to_string_lossy(),
+            virtual_size >> 30,
+            std::fs::metadata(image)?.len() >> 20,
+            times[0],
+            times[times.len() / 2],
+            times[times.len() - 1],
+        );
+    }
+    Ok(())
+}
+
+fn man(dir: Option<&str>) -> Result<()> {
+    let dir = dir
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| xtask::target_dir().join("dist"));
+    for f in xtask::docs::generate(&dir)? {
+        println!("{}", f.display());
     }
     Ok(())
 }

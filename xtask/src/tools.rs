@@ -107,7 +107,7 @@ pub fn touch_all(paths: &[PathBuf], epoch: u64) -> Result<()> {
 pub fn needed_by(layout: &str) -> &'static [&'static str] {
     const EXT4: &[&str] = &["mkfs.ext4", "debugfs", "qemu-img", "blkid", "touch"];
     match layout {
-        "gpt-debian" => &[
+        "gpt-debian" | "big-debian" => &[
             "mkfs.ext4",
             "debugfs",
             "qemu-img",

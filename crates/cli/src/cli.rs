@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Targets are raw or qcow2 image files and block devices. Read-only commands
 /// open the target read-only. Exit status: 0 ok, 1 findings remain, 2 error.
 #[derive(Debug, Parser)]
-#[command(name = "rescue-disk", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "rescue-disk",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -9,47 +9,67 @@ use rescue_io::{Format, OpenOptions, Opened, SourceKind};
 use rescue_volumes::{Diagnostic, Disk, PartitionTable, Volume, VolumeGroup, VolumeKind};
 use serde::Serialize;
 
-use crate::cli::{ImageFormat, InspectArgs, TargetArgs};
 use crate::style::Style;
 use crate::Outcome;
+use rescue_disk::cli::{ImageFormat, InspectArgs, TargetArgs};
 
 /// Name of the JSON document type, see docs/schema/inspect.v1.json.
 pub const SCHEMA: &str = "rescue-disk/inspect";
 /// Bump on any incompatible change of the JSON shape.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The whole `inspect --json` document.
-#[derive(Debug, Serialize)]
+/// The `rescue-disk inspect --json` document: what is on a disk and which
+/// guest it holds. Keys are stable within a schema version.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(title = "rescue-disk inspect report, schema version 1")]
 pub struct InspectReport<'a> {
+    /// Always `rescue-disk/inspect`.
     schema: &'static str,
+    /// Incremented on any incompatible change; this document describes 1.
     schema_version: u32,
+    /// Version of rescue-disk that wrote the report.
     tool_version: &'static str,
+    /// The opened target.
     target: TargetReport,
+    /// The partition table found on the disk.
     partition_table: &'a PartitionTable,
+    /// Partitions, LVM logical volumes, or the whole disk.
     volumes: &'a [Volume],
+    /// LVM2 volume groups with physical volumes on this disk.
     volume_groups: &'a [VolumeGroup],
+    /// The guest operating system found on the volumes.
     guest: &'a GuestReport,
     /// Problems worked around while discovering volumes.
     diagnostics: &'a [Diagnostic],
 }
 
-#[derive(Debug, Serialize)]
+/// The target as opened.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct TargetReport {
+    /// The path given on the command line.
     path: PathBuf,
     /// `file` or `block_device`.
     source: &'static str,
+    /// `raw` or `qcow2`.
     format: &'static str,
     /// Size of the disk as the guest sees it (qcow2: the virtual size).
     size_in_bytes: u64,
+    /// qcow2 backing files, nearest first.
     backing_chain: Vec<PathBuf>,
+    /// qcow2 header facts; null for raw targets.
     qcow2: Option<Qcow2Report>,
 }
 
-#[derive(Debug, Serialize)]
+/// Facts from the qcow2 header.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct Qcow2Report {
+    /// qcow2 version, 2 or 3.
     version: u32,
+    /// Cluster size in bytes.
     cluster_size_in_bytes: u64,
+    /// The image holds internal snapshots.
     has_internal_snapshots: bool,
+    /// The dirty bit is set (refcounts may be stale; reading is safe).
     dirty: bool,
 }
 
@@ -111,6 +131,13 @@ pub fn run(args: &InspectArgs, style: &Style) -> Result<Outcome> {
         out.write_all(text.as_bytes())?;
     }
     out.flush()?;
+    let stats = rescue_io::stats::read_stats();
+    tracing::info!(
+        "read {} bytes from the host in {} reads ({})",
+        stats.bytes,
+        stats.reads,
+        human_size(stats.bytes)
+    );
     Ok(Outcome::Ok)
 }
 
@@ -132,14 +159,20 @@ pub fn human_size(bytes: u64) -> String {
 
 fn volume_type(v: &Volume) -> String {
     match &v.kind {
-        VolumeKind::GptPartition { type_name, type_guid, .. } => {
-            type_name.clone().unwrap_or_else(|| type_guid.clone())
-        }
-        VolumeKind::MbrPartition { type_id, logical, .. } => {
+        VolumeKind::GptPartition {
+            type_name,
+            type_guid,
+            ..
+        } => type_name.clone().unwrap_or_else(|| type_guid.clone()),
+        VolumeKind::MbrPartition {
+            type_id, logical, ..
+        } => {
+            let name = mbr_type_name(type_id).map(|n| format!("{n} ({type_id})"));
+            let name = name.unwrap_or_else(|| type_id.clone());
             if *logical {
-                format!("{type_id} (logical)")
+                format!("{name}, logical")
             } else {
-                type_id.clone()
+                name
             }
         }
         VolumeKind::LogicalVolume { .. } => "LVM logical volume".to_owned(),
@@ -147,13 +180,40 @@ fn volume_type(v: &Volume) -> String {
     }
 }
 
+/// Names fdisk gives the MBR partition types a Linux VM disk carries.
+fn mbr_type_name(type_id: &str) -> Option<&'static str> {
+    Some(match type_id {
+        "0x83" => "Linux",
+        "0x82" => "Linux swap",
+        "0x8e" => "Linux LVM",
+        "0xfd" => "Linux raid",
+        "0xef" => "EFI System",
+        "0x05" | "0x0f" | "0x85" => "Extended",
+        "0x0b" | "0x0c" => "W95 FAT32",
+        "0x07" => "HPFS/NTFS/exFAT",
+        "0xee" => "GPT protective",
+        _ => return None,
+    })
+}
+
 fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let t = &r.target;
-    let _ = write!(s, "{}: {} {}", t.path.display(), t.format, human_size(t.size_in_bytes));
+    let _ = write!(
+        s,
+        "{}: {} {}",
+        t.path.display(),
+        t.format,
+        human_size(t.size_in_bytes)
+    );
     if let Some(q) = &t.qcow2 {
-        let _ = write!(s, " (qcow2 v{}, {} clusters", q.version, human_size(q.cluster_size_in_bytes));
+        let _ = write!(
+            s,
+            " (qcow2 v{}, {} clusters",
+            q.version,
+            human_size(q.cluster_size_in_bytes)
+        );
         if q.has_internal_snapshots {
             s.push_str(", internal snapshots");
         }
@@ -167,7 +227,11 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
         let _ = writeln!(s, "  backing file: {}", b.display());
     }
     let table = match r.partition_table {
-        PartitionTable::Gpt { disk_guid, logical_block_size, used_backup } => {
+        PartitionTable::Gpt {
+            disk_guid,
+            logical_block_size,
+            used_backup,
+        } => {
             let mut x = format!("GPT, disk GUID {disk_guid}, {logical_block_size}-byte sectors");
             if *used_backup {
                 x.push_str(&style.warn(" (primary table damaged: backup used)"));
@@ -213,12 +277,17 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
                 notes.push(style.warn("journal needs recovery"));
             }
             if ext.has_errors {
-                notes.push(style.bad(&format!("errors recorded ({} so far): run e2fsck", ext.error_count)));
+                notes.push(style.bad(&format!(
+                    "errors recorded ({} so far): run e2fsck",
+                    ext.error_count
+                )));
             }
             if !ext.clean && !ext.needs_recovery {
                 notes.push(style.warn("not cleanly unmounted"));
             }
-            let free = ext.free_blocks_count.saturating_mul(u64::from(ext.block_size));
+            let free = ext
+                .free_blocks_count
+                .saturating_mul(u64::from(ext.block_size));
             let _ = writeln!(
                 s,
                 "  {}: {} free of {}, {} inodes free{}",
@@ -226,7 +295,11 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
                 human_size(free),
                 human_size(ext.blocks_count.saturating_mul(u64::from(ext.block_size))),
                 ext.free_inodes_count,
-                if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) }
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", notes.join("; "))
+                }
             );
         }
     }
@@ -251,7 +324,11 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
             let _ = writeln!(s, "  root:       {} ({})", root.volume_id, root.reason);
         }
         None => {
-            let _ = writeln!(s, "  root:       {}", style.warn("no root filesystem found on this disk"));
+            let _ = writeln!(
+                s,
+                "  root:       {}",
+                style.warn("no root filesystem found on this disk")
+            );
             for c in &g.root_candidates {
                 if let Some(note) = &c.note {
                     let _ = writeln!(s, "              {}: {note}", c.volume_id);
@@ -260,15 +337,31 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
         }
     }
     if let Some(os) = &g.os {
-        let name = os.pretty_name.clone().or_else(|| os.name.clone()).unwrap_or_else(|| os.id.clone());
-        let _ = writeln!(s, "  os:         {name} (id {}, family {:?})", os.id, os.family);
+        let name = os
+            .pretty_name
+            .clone()
+            .or_else(|| os.name.clone())
+            .unwrap_or_else(|| os.id.clone());
+        let _ = writeln!(
+            s,
+            "  os:         {name} (id {}, family {:?})",
+            os.id, os.family
+        );
     }
     if let Some(h) = &g.hostname {
         let _ = writeln!(s, "  hostname:   {h}");
     }
-    let default_version = g.bootloader.default_entry.as_ref().and_then(|d| d.kernel_version.clone());
+    let default_version = g
+        .bootloader
+        .default_entry
+        .as_ref()
+        .and_then(|d| d.kernel_version.clone());
     for (i, k) in g.kernels.iter().enumerate() {
-        let label = if i == 0 { "  kernels:    " } else { "              " };
+        let label = if i == 0 {
+            "  kernels:    "
+        } else {
+            "              "
+        };
         let state = if k.complete {
             style.good("complete")
         } else {
@@ -289,7 +382,11 @@ fn render_human(r: &InspectReport<'_>, disk: &Disk, style: &Style) -> String {
         let _ = writeln!(s, "  fstab:");
         for l in &g.fstab {
             let (target, warn) = match &l.resolution {
-                Resolution::Resolved { volume_id, via, notes } => {
+                Resolution::Resolved {
+                    volume_id,
+                    via,
+                    notes,
+                } => {
                     let mut x = format!("{volume_id} (by {via})");
                     for n in notes {
                         x.push_str("; ");
@@ -357,7 +454,11 @@ fn render_boot(g: &GuestReport, style: &Style) -> String {
                 }
             })
             .collect();
-        firmware.push(format!("UEFI (ESP {}: {})", efi.esp_volume, vendors.join(", ")));
+        firmware.push(format!(
+            "UEFI (ESP {}: {})",
+            efi.esp_volume,
+            vendors.join(", ")
+        ));
     }
     if firmware.is_empty() {
         firmware.push(style.warn("no bootloader found"));
@@ -369,7 +470,11 @@ fn render_boot(g: &GuestReport, style: &Style) -> String {
             "  grub.cfg:   {} on {}{}",
             cfg.guest_path.as_deref().unwrap_or(&cfg.path),
             cfg.volume_id,
-            if cfg.blscfg { " (blscfg: entries in /boot/loader/entries)" } else { "" }
+            if cfg.blscfg {
+                " (blscfg: entries in /boot/loader/entries)"
+            } else {
+                ""
+            }
         );
     }
     if let Some(env) = &b.grubenv {
@@ -383,7 +488,11 @@ fn render_boot(g: &GuestReport, style: &Style) -> String {
             (Some(v), _) => v.clone(),
             (None, _) => "unknown kernel".to_owned(),
         };
-        let _ = writeln!(s, "  default:    '{}' -> {kernel} (from {})", d.title, d.spec);
+        let _ = writeln!(
+            s,
+            "  default:    '{}' -> {kernel} (from {})",
+            d.title, d.spec
+        );
         for n in &d.notes {
             let _ = writeln!(s, "              {}", style.dim(n));
         }
@@ -416,7 +525,27 @@ fn table_text(rows: &[[String; 7]], indent: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{human_size, InspectReport};
+
+    /// docs/schema/inspect.v1.json is generated from the report types; this
+    /// fails when they drift apart. `RESCUE_BLESS=1` rewrites the file.
+    #[test]
+    fn json_schema_in_docs_is_up_to_date() {
+        let schema = schemars::schema_for!(InspectReport<'static>);
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/schema/inspect.v1.json"
+        );
+        if std::env::var_os("RESCUE_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "docs/schema/inspect.v1.json is stale: run `RESCUE_BLESS=1 cargo test -p rescue-disk json_schema`"
+        );
+    }
 
     #[test]
     fn sizes_read_like_an_operator_expects() {

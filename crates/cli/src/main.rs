@@ -4,7 +4,6 @@
 //! together, turns results into text or JSON, and decides the exit status:
 //! 0 ok, 1 findings remain, 2 error (an error always wins).
 
-mod cli;
 mod inspect;
 mod style;
 
@@ -13,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use rescue_disk::cli::{Cli, Command};
 
 /// Exit status of a command that ran to completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::ColorChoice;
+use rescue_disk::cli::ColorChoice;
 
 /// Decides whether to emit ANSI colour and wraps text accordingly.
 #[derive(Debug, Clone, Copy)]

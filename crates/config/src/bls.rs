@@ -10,7 +10,7 @@ use crate::text::{self, is_blank};
 use crate::{Diagnostic, Span};
 
 /// A parsed BLS entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BlsEntry {
     #[serde(skip)]
     source: Vec<u8>,
@@ -21,7 +21,7 @@ pub struct BlsEntry {
 }
 
 /// One `key value` line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BlsField {
     /// 1-based line number.
     pub line: usize,

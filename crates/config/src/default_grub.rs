@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::shell::{ShellDoc, ShellOptions};
 
 /// A parsed `/etc/default/grub`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DefaultGrub {
     /// The underlying document.
     pub doc: ShellDoc,

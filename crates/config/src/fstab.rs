@@ -16,7 +16,7 @@ use crate::text::{self, is_blank};
 use crate::{Diagnostic, Span};
 
 /// A parsed fstab.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Fstab {
     #[serde(skip)]
     source: Vec<u8>,
@@ -27,7 +27,7 @@ pub struct Fstab {
 }
 
 /// One physical line of the file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Line {
     /// 1-based line number.
     pub number: usize,
@@ -38,7 +38,7 @@ pub struct Line {
 }
 
 /// Classification of a line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LineKind {
     /// Empty or only blanks.
@@ -55,7 +55,7 @@ pub enum LineKind {
 }
 
 /// One blank-separated field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Field {
     /// Where the field is in the file (escaped form).
     pub span: Span,
@@ -64,7 +64,7 @@ pub struct Field {
 }
 
 /// A mount entry: `spec file vfstype [options [freq [passno]]]`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     /// First field: what to mount.
     pub spec: Field,
@@ -137,7 +137,7 @@ fn numeric(f: Option<&Field>) -> Option<u32> {
 }
 
 /// Which tag a `TAG=value` source or a `/dev/disk/by-*` link names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tag {
     /// Filesystem UUID (`UUID=`, `/dev/disk/by-uuid/`).
@@ -153,7 +153,7 @@ pub enum Tag {
 }
 
 /// What the first field of an entry refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Source {
     /// A tag (`UUID=…`) or the udev link for it (`/dev/disk/by-uuid/…`).

@@ -32,7 +32,7 @@ const MAX_VAR_NAME: usize = 256;
 const MAX_SPEC_PARTS: usize = 32;
 
 /// A parsed grub.cfg.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GrubCfg {
     #[serde(skip)]
     source: Vec<u8>,
@@ -53,7 +53,7 @@ pub struct GrubCfg {
 }
 
 /// What a menu item is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MenuKind {
     /// `menuentry`.
@@ -65,7 +65,7 @@ pub enum MenuKind {
 }
 
 /// A menu entry, submenu or `blscfg` marker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MenuItem {
     /// Entry, submenu or blscfg marker.
     pub kind: MenuKind,
@@ -86,7 +86,7 @@ pub struct MenuItem {
 }
 
 /// A `linux`/`initrd` command.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BootCommand {
     /// 1-based line.
     pub line: usize,
@@ -104,7 +104,7 @@ impl BootCommand {
 }
 
 /// A variable assignment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Assignment {
     /// 1-based line.
     pub line: usize,
@@ -123,7 +123,7 @@ pub struct Assignment {
 }
 
 /// An `if` branch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Condition {
     /// Which `if` of the file this is (0-based, in order of appearance).
     pub if_index: usize,
@@ -139,7 +139,7 @@ pub struct Condition {
 }
 
 /// A branch of an `if`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Branch {
     /// Between `if` and `then` (the test itself).
@@ -153,7 +153,7 @@ pub enum Branch {
 }
 
 /// What a `search` command looks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchKind {
     /// `--fs-uuid`, `-u`, `search.fs_uuid`.
@@ -165,7 +165,7 @@ pub enum SearchKind {
 }
 
 /// A `search` command.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Search {
     /// 1-based line.
     pub line: usize,
@@ -180,7 +180,7 @@ pub struct Search {
 }
 
 /// A `configfile` or `source` command.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Configfile {
     /// 1-based line.
     pub line: usize,
@@ -197,7 +197,7 @@ pub struct Configfile {
 }
 
 /// A GRUB file name: a device and a path on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct GrubPath {
     /// The device.
     pub device: GrubDevice,
@@ -206,7 +206,7 @@ pub struct GrubPath {
 }
 
 /// A GRUB device as far as the file tells us.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GrubDevice {
     /// No device given and `$root` never set: the device this file was read from.
@@ -1183,7 +1183,7 @@ fn parse_grub_path(expanded: &str, searches: &[Search], root: Option<&String>) -
 // Default entry resolution
 
 /// Where the effective default came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DefaultOrigin {
     /// A literal `set default=…` in grub.cfg.
@@ -1197,7 +1197,7 @@ pub enum DefaultOrigin {
 }
 
 /// The value GRUB will use as `default`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DefaultSetting {
     /// The spec: an index, a title, an id or a `>` path.
     pub value: String,
@@ -1521,7 +1521,7 @@ fn eval_primary(a: &[String]) -> Option<bool> {
 }
 
 /// Where a default spec leads in a menu.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MenuChoice {
     /// Indices from the top-level menu down to the chosen entry.
     pub path: Vec<usize>,
@@ -1575,7 +1575,7 @@ fn grub_number(s: &str) -> Option<u64> {
 }
 
 /// How a GRUB build matches a default spec against the menu.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavor {
     /// Upstream GRUB (Debian, Ubuntu, SUSE): anything starting with digits

@@ -15,7 +15,7 @@ pub const BLOCK_SIZE: usize = 1024;
 pub const HEADER: &[u8] = b"# GRUB Environment Block\n";
 
 /// A parsed environment block.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GrubEnv {
     #[serde(skip)]
     source: Vec<u8>,
@@ -26,7 +26,7 @@ pub struct GrubEnv {
 }
 
 /// One `key=value` line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EnvVar {
     /// 1-based line number.
     pub line: usize,

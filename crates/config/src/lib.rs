@@ -22,7 +22,7 @@ pub mod version;
 use serde::Serialize;
 
 /// A problem found while parsing, tied to a 1-based line number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     /// 1-based line number in the parsed file (0 when it concerns the whole file).
     pub line: usize,
@@ -40,7 +40,7 @@ impl Diagnostic {
 }
 
 /// A byte range `start..end` in the parsed file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Span {
     /// Offset of the first byte.
     pub start: usize,

@@ -8,14 +8,14 @@ use serde::Serialize;
 use crate::shell::{ShellDoc, ShellOptions};
 
 /// A parsed os-release file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OsRelease {
     /// The underlying document (spans, diagnostics).
     pub doc: ShellDoc,
 }
 
 /// Broad distribution family, from `ID` and `ID_LIKE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// Debian, Ubuntu and derivatives (dpkg, update-grub, initrd.img-*).

@@ -19,7 +19,7 @@ use crate::text::{is_blank, lossy};
 use crate::{Diagnostic, Span};
 
 /// A parsed shell-style assignment file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShellDoc {
     #[serde(skip)]
     source: Vec<u8>,
@@ -30,7 +30,7 @@ pub struct ShellDoc {
 }
 
 /// One logical line (an assignment may span several physical lines).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShellItem {
     /// 1-based number of the first physical line.
     pub line: usize,
@@ -41,7 +41,7 @@ pub struct ShellItem {
 }
 
 /// Classification of an item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ShellItemKind {
     /// Only blanks.
@@ -55,7 +55,7 @@ pub enum ShellItemKind {
 }
 
 /// A `NAME=value` assignment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Assignment {
     /// Variable name.
     pub name: String,

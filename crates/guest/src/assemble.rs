@@ -18,7 +18,7 @@ use crate::path::GuestPath;
 use crate::volume_fs::VolumeFs;
 
 /// A volume considered as the root filesystem.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RootCandidate {
     /// The volume.
     pub volume_id: String,
@@ -37,7 +37,7 @@ pub struct RootCandidate {
 }
 
 /// The chosen root.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RootChoice {
     /// The root volume.
     pub volume_id: String,
@@ -46,7 +46,7 @@ pub struct RootChoice {
 }
 
 /// One filesystem of the assembled guest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MountInfo {
     /// Where it is mounted.
     pub mount_point: String,

@@ -40,7 +40,7 @@ const MAX_BLS_BYTES: u64 = 64 * 1024;
 const MAX_EFI_DIRS: usize = 64;
 
 /// Everything known about how the disk boots.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Bootloader {
     /// Legacy BIOS boot.
     pub bios: BiosBoot,
@@ -59,7 +59,7 @@ pub struct Bootloader {
 }
 
 /// What sector 0 holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MbrBootCode {
     /// GRUB's boot.img.
@@ -73,7 +73,7 @@ pub enum MbrBootCode {
 }
 
 /// Legacy BIOS boot facts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BiosBoot {
     /// The GPT BIOS boot partition, if any.
     pub bios_boot_partition: Option<String>,
@@ -84,7 +84,7 @@ pub struct BiosBoot {
 }
 
 /// The EFI system partition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Efi {
     /// The ESP volume.
     pub esp_volume: String,
@@ -93,7 +93,7 @@ pub struct Efi {
 }
 
 /// One `/EFI/<dir>/` directory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EfiVendor {
     /// Path on the ESP, e.g. `/EFI/debian`.
     pub dir: String,
@@ -108,7 +108,7 @@ pub struct EfiVendor {
 }
 
 /// A `grub.cfg` on the ESP.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EfiGrubCfg {
     /// Path on the ESP.
     pub path: String,
@@ -121,7 +121,7 @@ pub struct EfiGrubCfg {
 }
 
 /// A file on one of this disk's volumes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FileRef {
     /// The volume, when it could be resolved.
     pub volume_id: Option<String>,
@@ -136,7 +136,7 @@ pub struct FileRef {
 }
 
 /// The main grub.cfg.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GrubCfgInfo {
     /// The volume holding it.
     pub volume_id: String,
@@ -155,7 +155,7 @@ pub struct GrubCfgInfo {
 }
 
 /// The GRUB environment block.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GrubEnvInfo {
     /// The volume holding it.
     pub volume_id: String,
@@ -174,7 +174,7 @@ pub struct GrubEnvInfo {
 }
 
 /// `/etc/default/grub`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DefaultGrubInfo {
     /// Guest path.
     pub path: String,
@@ -191,7 +191,7 @@ pub struct DefaultGrubInfo {
 }
 
 /// One BLS entry file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BlsInfo {
     /// Guest path of the file.
     pub file: String,
@@ -226,7 +226,7 @@ impl BlsInfo {
 }
 
 /// The entry GRUB boots by default.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DefaultEntry {
     /// The default spec GRUB uses (index, title, id or `>` path).
     pub spec: String,

@@ -23,7 +23,7 @@ pub const MAX_SYMLINK_HOPS: usize = 40;
 pub const MAX_LINK_TARGET_BYTES: u64 = 4096;
 
 /// The type of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileType {
     /// Regular file.
@@ -43,7 +43,7 @@ pub enum FileType {
 }
 
 /// What `lstat` says about a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Metadata {
     /// File type.
     pub file_type: FileType,

@@ -12,7 +12,7 @@ use rescue_volumes::{Disk, Volume, VolumeKind};
 use serde::Serialize;
 
 /// One fstab entry and what it refers to on this disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FstabLine {
     /// 1-based line number in `/etc/fstab`.
     pub line: usize,
@@ -38,7 +38,7 @@ pub struct FstabLine {
 }
 
 /// The outcome of resolving one fstab source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Resolution {
     /// A volume of this disk carries the identifier.

@@ -26,7 +26,7 @@ use crate::path::GuestPath;
 const MAX_KERNELS: usize = 1000;
 
 /// One kernel file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KernelFile {
     /// Guest path.
     pub path: String,
@@ -35,7 +35,7 @@ pub struct KernelFile {
 }
 
 /// One installed kernel version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Kernel {
     /// Version string (`6.1.0-28-amd64`, `5.14.0-362.el9.x86_64`).
     pub version: String,

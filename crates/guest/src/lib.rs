@@ -48,7 +48,7 @@ pub use volume_fs::{open_volume, readable_fstype, VolumeFs};
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// What `inspect` found out about the guest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GuestReport {
     /// [`REPORT_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -73,7 +73,7 @@ pub struct GuestReport {
 }
 
 /// The distribution as os-release describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OsInfo {
     /// Guest path of the file read.
     pub source: String,

@@ -41,7 +41,14 @@ impl Error {
     /// A new error for operation `op` (a lowercase gerund phrase such as
     /// "reading qcow2 header").
     pub fn new(kind: ErrorKind, op: impl Into<String>) -> Self {
-        Error { kind, op: op.into(), path: None, offset: None, detail: None, source: None }
+        Error {
+            kind,
+            op: op.into(),
+            path: None,
+            offset: None,
+            detail: None,
+            source: None,
+        }
     }
 
     /// Wraps a host I/O error, mapping its kind.
@@ -53,7 +60,14 @@ impl Error {
             std::io::ErrorKind::UnexpectedEof => ErrorKind::Truncated,
             _ => ErrorKind::Io,
         };
-        Error { kind, op: op.into(), path: None, offset: None, detail: None, source: Some(source) }
+        Error {
+            kind,
+            op: op.into(),
+            path: None,
+            offset: None,
+            detail: None,
+            source: Some(source),
+        }
     }
 
     /// A corruption error with a detail message.

@@ -16,6 +16,7 @@ mod error;
 mod qcow2;
 mod raw;
 mod slice;
+pub mod stats;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -184,5 +185,9 @@ pub fn sniff(dev: &dyn BlockRead) -> Result<Format> {
     }
     let mut magic = [0u8; 4];
     dev.read_exact_at(0, &mut magic)?;
-    Ok(if magic == QCOW_MAGIC { Format::Qcow2 } else { Format::Raw })
+    Ok(if magic == QCOW_MAGIC {
+        Format::Qcow2
+    } else {
+        Format::Raw
+    })
 }

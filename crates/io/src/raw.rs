@@ -61,11 +61,17 @@ impl RawFile {
             .map_err(|e| Error::io("opening", e).with_path(name.clone()))?;
         let size_in_bytes = match source {
             SourceKind::File => meta.len(),
-            SourceKind::BlockDevice => (&file)
-                .seek(SeekFrom::End(0))
-                .map_err(|e| Error::io("reading the size of block device", e).with_path(name.clone()))?,
+            SourceKind::BlockDevice => (&file).seek(SeekFrom::End(0)).map_err(|e| {
+                Error::io("reading the size of block device", e).with_path(name.clone())
+            })?,
         };
-        Ok(RawFile { file, name, size_in_bytes, source, writable })
+        Ok(RawFile {
+            file,
+            name,
+            size_in_bytes,
+            source,
+            writable,
+        })
     }
 
     /// File or block device.
@@ -96,8 +102,11 @@ impl BlockRead for RawFile {
                     self.size_in_bytes
                 )));
         }
+        crate::stats::record_read(dst.len());
         self.file.read_exact_at(dst, start_byte).map_err(|e| {
-            Error::io("reading", e).with_path(self.name.clone()).with_offset(start_byte)
+            Error::io("reading", e)
+                .with_path(self.name.clone())
+                .with_offset(start_byte)
         })
     }
 
@@ -114,11 +123,15 @@ impl BlockWrite for RawFile {
                 .with_detail("the target was opened read-only"));
         }
         self.file.write_all_at(src, start_byte).map_err(|e| {
-            Error::io("writing", e).with_path(self.name.clone()).with_offset(start_byte)
+            Error::io("writing", e)
+                .with_path(self.name.clone())
+                .with_offset(start_byte)
         })
     }
 
     fn flush(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io("flushing", e).with_path(self.name.clone()))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("flushing", e).with_path(self.name.clone()))
     }
 }

@@ -16,7 +16,12 @@ pub struct Slice {
 
 impl Slice {
     /// A window of `parent`. Fails with [`ErrorKind::Corrupt`] if it does not fit.
-    pub fn new(parent: Device, start_byte: u64, size_in_bytes: u64, name: impl Into<String>) -> Result<Self> {
+    pub fn new(
+        parent: Device,
+        start_byte: u64,
+        size_in_bytes: u64,
+        name: impl Into<String>,
+    ) -> Result<Self> {
         let name = name.into();
         let fits = start_byte
             .checked_add(size_in_bytes)
@@ -30,7 +35,12 @@ impl Slice {
                     parent.size_in_bytes()
                 )));
         }
-        Ok(Slice { parent, start_byte, size_in_bytes, name })
+        Ok(Slice {
+            parent,
+            start_byte,
+            size_in_bytes,
+            name,
+        })
     }
 
     /// Offset of the window in its parent.
@@ -50,7 +60,10 @@ impl BlockRead for Slice {
             return Err(Error::new(ErrorKind::Truncated, "reading")
                 .with_path(self.name.clone())
                 .with_offset(start_byte)
-                .with_detail(format!("read of {} bytes goes past the end of the volume", dst.len())));
+                .with_detail(format!(
+                    "read of {} bytes goes past the end of the volume",
+                    dst.len()
+                )));
         }
         // OK: start_byte + len <= size and start + size <= parent size were checked.
         self.parent.read_exact_at(self.start_byte + start_byte, dst)

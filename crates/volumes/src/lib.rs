@@ -37,7 +37,7 @@ pub use mem::MemDisk;
 pub use rescue_io::{Error, ErrorKind, Result};
 
 /// Everything discovered on one disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Disk {
     /// The partition table, if any.
     pub table: PartitionTable,
@@ -51,7 +51,7 @@ pub struct Disk {
 }
 
 /// The partition table found on the disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum PartitionTable {
     /// GUID partition table.
@@ -74,7 +74,7 @@ pub enum PartitionTable {
 }
 
 /// One volume: a partition, an LVM logical volume or the whole disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Volume {
     /// Stable short id used in reports: `p1`, `p5`, `lvm/vg0/root`, `disk`.
     pub id: String,
@@ -92,7 +92,7 @@ pub struct Volume {
 }
 
 /// Kind-specific fields of a volume.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum VolumeKind {
     /// A GPT partition.
@@ -135,7 +135,7 @@ pub enum VolumeKind {
 }
 
 /// What a volume holds, identified from its own magic numbers.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Probe {
     /// The content type, using blkid's names (`ext4`, `vfat`, `xfs`,
     /// `btrfs`, `swap`, `LVM2_member`, `crypto_LUKS`), or `None` if unknown.
@@ -152,7 +152,7 @@ pub struct Probe {
 }
 
 /// Superblock facts of an ext2/3/4 filesystem.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct ExtInfo {
     /// Block size in bytes.
     pub block_size: u32,
@@ -179,7 +179,7 @@ pub struct ExtInfo {
 }
 
 /// One LVM2 volume group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VolumeGroup {
     /// VG name.
     pub name: String,
@@ -194,7 +194,7 @@ pub struct VolumeGroup {
 }
 
 /// A problem found and worked around, or a volume we could not read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     /// The structure concerned, e.g. `gpt header`, `p3`, `lvm/vg0/data`.
     pub subject: String,
