@@ -54,6 +54,57 @@ pub enum Command {
     /// Show what is on a disk: partitions, LVM volumes, filesystems, and the
     /// guest OS with its kernels, bootloader and fstab.
     Inspect(InspectArgs),
+    /// Diagnose why the guest does not boot or refuses SSH, from the disk
+    /// alone. Read-only: prints findings with evidence and the repair `fix`
+    /// would make. Exit status 1 when warnings or errors remain.
+    Check(CheckArgs),
+    /// List the checks `check` runs, with the symptom each explains.
+    Checks(ChecksArgs),
+}
+
+/// Arguments of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Print a JSON document (schema: docs/schema/check.v1.json) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Explain SSH access for this guest user only.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Run only these checks (comma-separated ids, see `rescue-disk checks`).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub only: Vec<String>,
+
+    /// Do not run these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub skip: Vec<String>,
+
+    /// How the proposed repair neutralises an fstab line whose device is not
+    /// on the disk.
+    #[arg(long, value_enum, default_value_t = FstabModeArg::Nofail, value_name = "MODE")]
+    pub fstab_mode: FstabModeArg,
+}
+
+/// `--fstab-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FstabModeArg {
+    /// Add `nofail`: boot goes on without the filesystem.
+    Nofail,
+    /// Comment the line out, keeping its text.
+    Comment,
+}
+
+/// Arguments of `checks`.
+#[derive(Debug, Args)]
+pub struct ChecksArgs {
+    /// Print the catalogue as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--format` values for image files.

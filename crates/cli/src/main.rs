@@ -4,6 +4,7 @@
 //! together, turns results into text or JSON, and decides the exit status:
 //! 0 ok, 1 findings remain, 2 error (an error always wins).
 
+mod check;
 mod inspect;
 mod style;
 
@@ -29,6 +30,8 @@ fn main() -> ExitCode {
     let style = style::Style::for_stdout(cli.global.color);
     let result = match &cli.command {
         Command::Inspect(args) => inspect::run(args, &style),
+        Command::Check(args) => check::run(args, &style),
+        Command::Checks(args) => check::list(args, &style),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

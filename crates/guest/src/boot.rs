@@ -246,6 +246,12 @@ pub struct DefaultEntry {
     pub bls: bool,
     /// The kernel path as the entry names it.
     pub linux: Option<String>,
+    /// The kernel command line after the kernel path, with `$var`/`${var}`
+    /// arguments expanded from grubenv (BLS entries use `$kernelopts`).
+    pub cmdline: Vec<String>,
+    /// grub.cfg line of the entry's `linux` command (`None` for BLS entries,
+    /// whose options live in the entry file or in grubenv).
+    pub cmdline_line: Option<usize>,
     /// The initrd paths as the entry names them.
     pub initrd: Vec<String>,
     /// The kernel version booted.
@@ -825,6 +831,24 @@ pub fn inspect_boot(
                     .as_ref()
                     .and_then(|v| kernels.iter().find(|k| &k.version == v))
                     .map(|k| k.complete);
+                let linux_cmd = item.linux.first();
+                let mut cmdline = Vec::new();
+                for arg in linux_cmd
+                    .map(|c| &c.args[1.min(c.args.len())..])
+                    .unwrap_or(&[])
+                {
+                    let var = arg
+                        .strip_prefix("${")
+                        .and_then(|v| v.strip_suffix('}'))
+                        .or_else(|| arg.strip_prefix('$'));
+                    match var.map(&env_get) {
+                        Some(Some(value)) => {
+                            cmdline.extend(value.split_whitespace().map(str::to_owned))
+                        }
+                        Some(None) => {}
+                        None => cmdline.push(arg.clone()),
+                    }
+                }
                 let mut notes = setting.notes.clone();
                 notes.extend(choice.notes.iter().cloned());
                 default_entry = Some(DefaultEntry {
@@ -837,6 +861,8 @@ pub fn inspect_boot(
                     id: item.id.clone(),
                     bls,
                     linux,
+                    cmdline,
+                    cmdline_line: linux_cmd.map(|c| c.line).filter(|&l| l > 0),
                     initrd: item
                         .initrd
                         .iter()

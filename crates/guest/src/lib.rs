@@ -153,6 +153,15 @@ fn read_hostname(guest: &Guest, diags: &mut Vec<Diagnostic>) -> Option<String> {
     }
 }
 
+/// The assembled guest (for reading its files) together with its report.
+#[derive(Debug)]
+pub struct Identified<'d> {
+    /// The guest view and what was learnt assembling it.
+    pub assembly: Assembly<'d>,
+    /// What `inspect` reports about the guest.
+    pub report: GuestReport,
+}
+
 /// Identifies the guest on `disk`. `disk_device` is the whole disk (for the
 /// boot code in sector 0).
 ///
@@ -161,6 +170,12 @@ fn read_hostname(guest: &Guest, diags: &mut Vec<Diagnostic>) -> Option<String> {
 /// corrupt inode size), or the only possible root cannot be opened (a dirty
 /// journal). Everything else becomes a diagnostic.
 pub fn inspect(disk_device: &Device, disk: &Disk) -> Result<GuestReport> {
+    Ok(identify(disk_device, disk)?.report)
+}
+
+/// Like [`inspect`], keeping the assembled guest so that checks can read
+/// its files without assembling it a second time.
+pub fn identify<'d>(disk_device: &Device, disk: &'d Disk) -> Result<Identified<'d>> {
     let asm = assemble(disk)?;
     let mut diagnostics = asm.diagnostics.clone();
     let os = read_os(&asm.guest, &mut diagnostics)?;
@@ -177,7 +192,7 @@ pub fn inspect(disk_device: &Device, disk: &Disk) -> Result<GuestReport> {
         Vec::new()
     };
     let bootloader = boot::inspect_boot(&asm, disk_device, family, bls, &kernels, &mut diagnostics);
-    Ok(GuestReport {
+    let report = GuestReport {
         schema_version: REPORT_SCHEMA_VERSION,
         root: asm.root.clone(),
         root_candidates: asm.root_candidates.clone(),
@@ -188,5 +203,9 @@ pub fn inspect(disk_device: &Device, disk: &Disk) -> Result<GuestReport> {
         kernels,
         bootloader,
         diagnostics,
+    };
+    Ok(Identified {
+        assembly: asm,
+        report,
     })
 }

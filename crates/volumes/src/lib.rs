@@ -176,6 +176,33 @@ pub struct ExtInfo {
     pub error_count: u32,
     /// Last directory the filesystem was mounted on, if recorded.
     pub last_mounted: Option<String>,
+    /// Blocks reserved for root (`s_r_blocks_count`): ordinary users get
+    /// "No space left on device" once free blocks fall to this.
+    pub reserved_blocks_count: u64,
+    /// First inode of the orphan list (`s_last_orphan`); non-zero when files
+    /// deleted while open were not cleaned up (the kernel finishes that at
+    /// the next mount or e2fsck does).
+    pub orphan_list_head: u32,
+    /// The first error the kernel recorded, if any.
+    pub first_error: Option<ExtError>,
+    /// The most recent error the kernel recorded, if any.
+    pub last_error: Option<ExtError>,
+}
+
+/// An error recorded by the kernel in an ext4 superblock (what `dumpe2fs -h`
+/// prints as "First error …" / "Last error …").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ExtError {
+    /// When, in seconds since the epoch.
+    pub time_unix_seconds: u32,
+    /// The kernel function that reported it (e.g. `ext4_lookup`).
+    pub function: String,
+    /// Source line in that function.
+    pub line: u32,
+    /// Inode concerned (0 if none).
+    pub inode: u32,
+    /// Block concerned (0 if none).
+    pub block: u64,
 }
 
 /// One LVM2 volume group.

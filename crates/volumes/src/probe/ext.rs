@@ -9,7 +9,7 @@
 use rescue_io::Result;
 
 use super::{found, Reader};
-use crate::bytes::{array, blkid_label, c_string, le16, le32, span, u8_at, uuid_string};
+use crate::bytes::{array, blkid_label, c_string, le16, le32, le64, span, u8_at, uuid_string};
 use crate::{ExtInfo, Probe};
 
 const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -193,8 +193,32 @@ pub(crate) fn probe(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Result<Op
         } else {
             Some(last_mounted)
         },
+        reserved_blocks_count: with_hi(le32(&sb, 0x08), 0x154),
+        orphan_list_head: le32(&sb, 0xe8),
+        first_error: recorded_error(&sb, 0x198, 0x19c, 0x1a0, 0x1a8, 0x1c8),
+        last_error: recorded_error(&sb, 0x1cc, 0x1d0, 0x1d8, 0x1e0, 0x1d4),
     });
     Ok(Some(probe))
+}
+
+/// An error the kernel recorded in the superblock (`s_first_error_*` or
+/// `s_last_error_*`), or `None` when its time field is zero.
+fn recorded_error(
+    sb: &[u8],
+    time_off: usize,
+    ino_off: usize,
+    block_off: usize,
+    func_off: usize,
+    line_off: usize,
+) -> Option<crate::ExtError> {
+    let time = le32(sb, time_off);
+    (time != 0).then(|| crate::ExtError {
+        time_unix_seconds: time,
+        function: c_string(sb, func_off, 32),
+        line: le32(sb, line_off),
+        inode: le32(sb, ino_off),
+        block: le64(sb, block_off),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,501 @@
+//! `rescue-disk check` end to end: healthy guests of both families give no
+//! findings; each broken variant (built by the fixture factory with the real
+//! tools) gives the right check id, severity and evidence; the target is
+//! never written.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+use xtask::Format;
+
+fn check_json(path: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["check", "--json", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let run = run_limited(&args);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    (run.code, run.json())
+}
+
+fn findings<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == id)
+        .collect()
+}
+
+/// Builds a variant of `layout` with `edit`, runs `check --json` on it and
+/// returns the exit code and the report.
+fn variant(
+    name: &str,
+    layout: &str,
+    edit: impl FnOnce(&mut xtask::Customize) -> anyhow::Result<()>,
+) -> Option<(i32, Value, xtask::Custom)> {
+    if !layout_available(layout) {
+        return None;
+    }
+    let custom = xtask::build_custom(name, layout, edit).expect("building the broken variant");
+    let (code, report) = check_json(&custom.raw, &[]);
+    Some((code, report, custom))
+}
+
+#[test]
+fn healthy_guests_have_no_findings() {
+    for (layout, format) in [
+        ("gpt-debian", Format::Raw),
+        ("gpt-debian", Format::Qcow2),
+        ("mbr-rhel", Format::Raw),
+        ("lvm-rhel", Format::Qcow2),
+        ("whole-ext4", Format::Raw),
+        ("overlay", Format::Qcow2),
+    ] {
+        if !layout_available(layout) {
+            continue;
+        }
+        let image = xtask::fixture(layout, format).unwrap();
+        let (code, report) = check_json(&image, &[]);
+        assert_eq!(
+            report["findings"],
+            Value::Array(vec![]),
+            "{layout} {format:?}: {report:#}"
+        );
+        assert_eq!(report["errors"], Value::Array(vec![]), "{layout}");
+        assert_eq!(code, 0, "{layout}");
+        assert_eq!(report["status"], "ok");
+        assert!(report["ran"].as_array().unwrap().len() >= 10);
+    }
+}
+
+#[test]
+fn demo_image_explains_the_emergency_mode() {
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/demo/demo.qcow2"
+    );
+    let (code, report) = check_json(std::path::Path::new(demo), &[]);
+    assert_eq!(code, 1);
+    let f = findings(&report, "fstab.unstable-device");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["severity"], "error");
+    assert_eq!(f[0]["evidence"][0]["path"], "/etc/fstab");
+    assert_eq!(f[0]["evidence"][0]["line"], 4);
+    assert!(f[0]["symptom"].as_str().unwrap().contains("emergency mode"));
+    let diff = report["diffs"]["/etc/fstab"].as_str().unwrap();
+    assert!(
+        diff.contains("+/dev/sdb1 /data ext4 defaults,nofail 0 2"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn check_never_writes_the_target() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    let (dir, image) = xtask::scratch_copy("gpt-debian", Format::Qcow2).unwrap();
+    let before = (
+        std::fs::metadata(&image).unwrap().modified().unwrap(),
+        xtask::sha256_file(&image).unwrap(),
+    );
+    // Make the file read-only too: a write attempt would fail loudly for non-root.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let (code, _) = check_json(&image, &[]);
+    assert_eq!(code, 0);
+    let after = (
+        std::fs::metadata(&image).unwrap().modified().unwrap(),
+        xtask::sha256_file(&image).unwrap(),
+    );
+    assert_eq!(before, after);
+    drop(dir);
+}
+
+#[test]
+fn fstab_device_name_that_resolves_gets_a_uuid() {
+    let Some((code, report, custom)) = variant("fstab-vda1", "gpt-debian", |c| {
+        let t = c.tree();
+        let fstab = t.read_to_string("etc/fstab")?;
+        let first = fstab
+            .lines()
+            .find(|l| l.contains(" / "))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        t.replace("etc/fstab", &first, "/dev/vda1")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1, "{report:#}");
+    let f = findings(&report, "fstab.unstable-device");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["severity"], "warning");
+    let root_uuid = custom.expect["volumes"][0]["blkid"]["UUID"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        f[0]["repair"]["edits"][0]["after"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .next(),
+        Some(format!("UUID={root_uuid}").as_str())
+    );
+}
+
+#[test]
+fn fstab_missing_sources() {
+    let Some((code, report, custom)) = variant("fstab-missing", "gpt-debian", |c| {
+        let t = c.tree();
+        let fstab = t.read_to_string("etc/fstab")?;
+        let first = fstab
+            .lines()
+            .find(|l| l.contains(" / "))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        t.replace(
+            "etc/fstab",
+            &first,
+            "UUID=11111111-2222-4333-8444-555555555555",
+        )?;
+        t.append("etc/fstab", "LABEL=gone /srv/data xfs defaults 0 2\nUUID=aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee /opt ext4 defaults,nofail 0 2\n")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let f = findings(&report, "fstab.missing-source");
+    assert_eq!(f.len(), 3, "{report:#}");
+    // The root line is pointed at the real root filesystem.
+    let root_uuid = custom.expect["volumes"][0]["blkid"]["UUID"]
+        .as_str()
+        .unwrap();
+    let root = f
+        .iter()
+        .find(|x| x["evidence"][0]["text"].as_str().unwrap().contains(" / "))
+        .unwrap();
+    assert_eq!(root["severity"], "error");
+    assert!(root["repair"]["edits"][0]["after"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("UUID={root_uuid} / ")));
+    // A data filesystem gets nofail; one that has it already is a warning without repair.
+    let data = f
+        .iter()
+        .find(|x| x["subject"] == "/etc/fstab line 4")
+        .unwrap();
+    assert_eq!(
+        data["repair"]["edits"][0]["after"],
+        "LABEL=gone /srv/data xfs defaults,nofail 0 2"
+    );
+    let opt = f
+        .iter()
+        .find(|x| x["subject"] == "/etc/fstab line 5")
+        .unwrap();
+    assert_eq!(opt["severity"], "warning");
+    assert!(opt["repair"].is_null());
+    // --fstab-mode comment keeps the old line as a comment.
+    let (_, commented) = check_json(
+        &custom.raw,
+        &["--fstab-mode", "comment", "--only", "fstab.missing-source"],
+    );
+    let data = findings(&commented, "fstab.missing-source")
+        .into_iter()
+        .find(|x| x["subject"] == "/etc/fstab line 4")
+        .unwrap();
+    assert_eq!(
+        data["repair"]["edits"][0]["after"],
+        "# rescue-disk: its filesystem is not on this disk\n# LABEL=gone /srv/data xfs defaults 0 2"
+    );
+}
+
+#[test]
+fn fstab_syntax_and_network() {
+    let Some((_, report, _custom)) = variant("fstab-syntax", "gpt-debian", |c| {
+        let t = c.tree();
+        t.append(
+            "etc/fstab",
+            "garbage-without-fields\n/dev/disk/by-label/x /srv ext4 defaults zero 2\nLABEL=scratch /mnt/weird foofs defaults,nofail 0 0\nnfs.example.com:/export /mnt/nfs nfs defaults 0 0\n",
+        )?;
+        t.mkdir("mnt/nfs", xtask::Meta::root(0o755))?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let syntax = findings(&report, "fstab.syntax");
+    let subjects: Vec<&str> = syntax
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects.contains(&"/etc/fstab line 4"),
+        "one-field line: {report:#}"
+    );
+    assert!(
+        subjects.contains(&"/etc/fstab line 5"),
+        "non-numeric dump: {report:#}"
+    );
+    assert!(
+        subjects.contains(&"/etc/fstab line 6"),
+        "unknown type: {report:#}"
+    );
+    assert!(
+        syntax.iter().any(|f| f["cause"]
+            .as_str()
+            .unwrap()
+            .contains("/mnt/weird does not exist")),
+        "{report:#}"
+    );
+    let net = findings(&report, "fstab.network");
+    assert_eq!(net.len(), 1, "{report:#}");
+    assert_eq!(
+        net[0]["repair"]["edits"][0]["after"],
+        "nfs.example.com:/export /mnt/nfs nfs defaults,nofail,_netdev 0 0"
+    );
+}
+
+#[test]
+fn findmnt_agrees_on_fstab_parse_errors() {
+    // findmnt --verify parses with libmount, the library systemd uses.
+    if std::process::Command::new("findmnt")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(!xtask::require_tools(), "findmnt missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("UUID=x / ext4 defaults 0 1\n", false),
+        ("justone\n", true),
+        ("two fields\n", true),
+        ("/dev/sda1 /mnt ext4 defaults 0 x\n", true),
+        ("/dev/sda1 /mnt ext4 defaults x 0\n", true),
+        ("/dev/sda1 /mnt ext4\n", false),
+        (
+            "# comment\n\n/dev/sda1\t/mnt\text4\tdefaults\t0\t0\n",
+            false,
+        ),
+    ];
+    for (text, want_error) in cases {
+        let p = dir.path().join("fstab");
+        std::fs::write(&p, text).unwrap();
+        let out = std::process::Command::new("findmnt")
+            .args(["--verify", "--tab-file"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let findmnt_says = String::from_utf8_lossy(&out.stdout).to_lowercase()
+            + &String::from_utf8_lossy(&out.stderr).to_lowercase();
+        let findmnt_parse_error = findmnt_says.contains("parse error at line");
+        let ours = rescue_config::fstab::Fstab::parse(text.as_bytes());
+        let invalid_line = ours
+            .lines
+            .iter()
+            .any(|l| matches!(l.kind, rescue_config::fstab::LineKind::Invalid { .. }));
+        let bad_number = ours.entries().any(|(_, e)| {
+            [&e.freq, &e.passno]
+                .iter()
+                .any(|f| f.as_ref().is_some_and(|f| f.value.parse::<u32>().is_err()))
+        });
+        assert_eq!(
+            findmnt_parse_error, want_error,
+            "findmnt on {text:?}: {findmnt_says}"
+        );
+        assert_eq!(invalid_line || bad_number, want_error, "ours on {text:?}");
+    }
+}
+
+#[test]
+fn kernel_incomplete_and_initramfs_missing() {
+    let Some((code, report, _c)) = variant("kernel-no-modules", "gpt-debian", |c| {
+        c.tree().remove("usr/lib/modules/6.1.0-28-amd64")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let f = findings(&report, "boot.kernel-incomplete");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert!(f[0]["cause"].as_str().unwrap().contains("6.1.0-28-amd64"));
+    let edit = &f[0]["repair"]["edits"][0];
+    assert_eq!(edit["path"], "/boot/grub/grub.cfg");
+    assert!(
+        edit["after"]
+            .as_str()
+            .unwrap()
+            .contains("gnulinux-6.1.0-27-amd64-advanced-"),
+        "{edit:#}"
+    );
+    assert!(findings(&report, "boot.initramfs-missing").is_empty());
+
+    let Some((_, report, _c)) = variant("kernel-no-initrd", "gpt-debian", |c| {
+        c.tree().remove("boot/initrd.img-6.1.0-28-amd64")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert!(
+        findings(&report, "boot.kernel-incomplete").is_empty(),
+        "{report:#}"
+    );
+    let f = findings(&report, "boot.initramfs-missing");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert!(f[0]["repair"]["manual"]
+        .as_str()
+        .unwrap()
+        .contains("update-initramfs -c -k 6.1.0-28-amd64"));
+}
+
+#[test]
+fn rhel_kernel_incomplete_sets_saved_entry() {
+    let Some((_, report, _c)) = variant("rhel-kernel", "mbr-rhel", |c| {
+        c.tree()
+            .remove("boot/vmlinuz-5.14.0-427.13.1.el9_4.x86_64")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let f = findings(&report, "boot.kernel-incomplete");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let edit = &f[0]["repair"]["edits"][0];
+    assert_eq!(edit["op"], "set_grubenv");
+    assert_eq!(edit["key"], "saved_entry");
+    assert!(
+        edit["value"]
+            .as_str()
+            .unwrap()
+            .ends_with("-5.14.0-362.24.1.el9_3.x86_64"),
+        "{edit:#}"
+    );
+}
+
+#[test]
+fn cmdline_leftovers_and_wrong_root() {
+    let Some((_, report, custom)) = variant("cmdline", "gpt-debian", |c| {
+        let t = c.tree();
+        let cfg = t.read_to_string("boot/grub/grub.cfg")?;
+        let root = cfg.lines().find(|l| l.contains("root=UUID=")).unwrap();
+        let uuid = root
+            .split("root=UUID=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        t.replace(
+            "boot/grub/grub.cfg",
+            &format!("root=UUID={uuid} ro console=tty0"),
+            "root=UUID=99999999-8888-4777-8666-555555555555 ro init=/bin/bash console=tty0",
+        )?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let f = findings(&report, "boot.cmdline");
+    assert_eq!(f.len(), 2, "{report:#}");
+    let init = f
+        .iter()
+        .find(|x| x["cause"].as_str().unwrap().contains("init=/bin/bash"))
+        .unwrap();
+    let after = init["repair"]["edits"][0]["after"].as_str().unwrap();
+    assert!(
+        !after.contains("init=") && after.contains("console=ttyS0,115200"),
+        "{after}"
+    );
+    let root = f
+        .iter()
+        .find(|x| x["cause"].as_str().unwrap().contains("root=UUID=9999"))
+        .unwrap();
+    let want = format!(
+        "root=UUID={}",
+        custom.expect["volumes"][0]["blkid"]["UUID"]
+            .as_str()
+            .unwrap()
+    );
+    assert!(root["repair"]["edits"][0]["after"]
+        .as_str()
+        .unwrap()
+        .contains(&want));
+}
+
+#[test]
+fn filesystem_errors_recorded_by_the_kernel() {
+    let Some((code, report, custom)) = variant("fs-errors", "gpt-debian", |c| {
+        for cmd in [
+            "ssv state 3",
+            "ssv error_count 2",
+            "ssv first_error_time 20240301120000",
+            "ssv first_error_func ext4_lookup",
+            "ssv first_error_line 1855",
+            "ssv first_error_ino 1234",
+            "ssv last_error_time 20240302120000",
+            "ssv last_error_func ext4_find_entry",
+            "ssv last_error_line 1620",
+        ] {
+            c.root_fs_debugfs(cmd);
+        }
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let f = findings(&report, "fs.errors");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let evidence = f[0]["evidence"].to_string();
+    // The oracle: what dumpe2fs reads from the same superblock.
+    let root = &custom.expect["volumes"][0];
+    let slice = custom.dir().join("root.img");
+    xtask::extract_volume(&custom.raw, root, &slice).unwrap();
+    let dump = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&slice)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for (key, want) in [
+        ("FS Error count:", "2"),
+        ("First error function:", "ext4_lookup"),
+        ("Last error function:", "ext4_find_entry"),
+    ] {
+        let line = dump
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} in {dump}"));
+        assert!(line.ends_with(want), "dumpe2fs {line}");
+        assert!(evidence.contains(want), "{evidence}");
+    }
+}
+
+#[test]
+fn root_filesystem_full() {
+    let Some((_, report, _c)) = variant("disk-full", "gpt-debian", |c| {
+        // A 37 MiB incompressible file in the 44 MiB root filesystem (38.5 MiB free, 2.2 MiB reserved).
+        let mut state: u32 = 1;
+        let data: Vec<u8> = (0..(37u32 << 20))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        c.tree().write("var/log/huge.log", data)?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let f = findings(&report, "boot.disk-full");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["severity"], "error");
+    assert_eq!(f[0]["subject"], "/ on p1");
+}
