@@ -499,3 +499,150 @@ fn root_filesystem_full() {
     assert_eq!(f[0]["severity"], "error");
     assert_eq!(f[0]["subject"], "/ on p1");
 }
+
+/// Unmounts and removes the mount point when dropped; never removes a
+/// directory whose unmount failed (its contents would be the guest's).
+struct Mounted(tempfile::TempDir);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "umount {} failed; leaving the directory in place",
+                self.0.path().display()
+            );
+            let _ = std::mem::replace(&mut self.0, tempfile::tempdir().unwrap()).keep();
+        }
+    }
+}
+
+/// Loop-mounts the root filesystem of a raw image read-only (root only).
+fn mount_root(raw: &std::path::Path, expect: &Value) -> Option<Mounted> {
+    if !is_root() {
+        assert!(
+            !xtask::require_tools(),
+            "mounting needs root (RESCUE_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: mounting a fixture needs root");
+        return None;
+    }
+    let root = expect["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["mount_point"] == "/")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .arg("-o")
+        .arg(format!(
+            "ro,loop,offset={},sizelimit={}",
+            root["start_byte"], root["size_bytes"]
+        ))
+        .arg(raw)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount failed");
+    Some(Mounted(dir))
+}
+
+#[test]
+fn mounted_tree_of_a_healthy_guest_has_no_findings() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    let raw = xtask::fixture("gpt-debian", Format::Raw).unwrap();
+    let Some(m) = mount_root(&raw, &xtask::expect("gpt-debian").unwrap()) else {
+        return;
+    };
+    let (code, report) = check_json(m.0.path(), &[]);
+    assert_eq!(report["findings"], Value::Array(vec![]), "{report:#}");
+    assert_eq!(code, 0);
+    assert_eq!(report["os_id"], "debian");
+}
+
+#[test]
+fn mounted_tree_of_a_broken_guest_gives_the_same_findings() {
+    let Some((_, from_image, custom)) = variant("tree-kernel", "gpt-debian", |c| {
+        c.tree().remove("usr/lib/modules/6.1.0-28-amd64")?;
+        c.tree()
+            .append("etc/fstab", "server:/x /mnt/x nfs defaults 0 0\n")?;
+        c.tree().mkdir("mnt/x", xtask::Meta::root(0o755))?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let Some(m) = mount_root(&custom.raw, &custom.expect) else {
+        return;
+    };
+    let (_, from_tree) = check_json(m.0.path(), &[]);
+    let ids = |r: &Value| -> Vec<(String, String)> {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["check"].as_str().unwrap().into(),
+                    f["subject"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ids(&from_tree), ids(&from_image));
+    assert_eq!(ids(&from_tree).len(), 2, "{from_tree:#}");
+}
+
+/// A guest tree whose files are symlinks to host paths (absolute, and `..`
+/// chains) must be read inside the tree: the host's files are never read.
+#[test]
+fn hostile_tree_symlinks_never_reach_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(
+        root.join("usr/lib/os-release"),
+        "ID=debian\nVERSION_ID=12\nPRETTY_NAME=\"hostile\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    // The host surely has /etc/hostname and /etc/passwd; the guest has neither.
+    std::os::unix::fs::symlink("/etc/passwd", root.join("etc/fstab")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../etc/hostname",
+        root.join("etc/hostname"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("loop-b", root.join("etc/loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", root.join("etc/loop-b")).unwrap();
+    let run = run_limited(&["check", "--json", root.to_str().unwrap()]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let host_hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host_passwd_line = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("root:x:0:0")
+        .to_owned();
+    assert!(
+        !run.stdout.contains(&host_passwd_line),
+        "host /etc/passwd leaked: {}",
+        run.stdout
+    );
+    if !host_hostname.trim().is_empty() {
+        assert!(
+            !run.stdout
+                .contains(&format!("\"{}\"", host_hostname.trim())),
+            "host hostname leaked"
+        );
+    }
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["os_pretty_name"], "hostile");
+}

@@ -505,7 +505,15 @@ pub(crate) fn cmdline(ctx: &Context<'_>) -> CheckResult {
             })),
         );
     }
-    if let Some(root_arg) = de.cmdline.iter().rev().find(|a| a.starts_with("root=")) {
+    // root= can only be matched against the disk's volumes when the disk
+    // itself is the target (not a mounted tree).
+    let root_arg = de
+        .cmdline
+        .iter()
+        .rev()
+        .find(|a| a.starts_with("root="))
+        .filter(|_| ctx.disk_known);
+    if let Some(root_arg) = root_arg {
         let spec = &root_arg["root=".len()..];
         let source = rescue_config::fstab::classify_source(spec, "auto");
         let naming = rescue_guest::fstab::DiskNaming { this_disk: None };

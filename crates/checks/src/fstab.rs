@@ -231,6 +231,29 @@ pub(crate) fn unstable_device(ctx: &Context<'_>) -> CheckResult {
             .resolution
             .volume_id()
             .and_then(|v| volume_uuid(ctx, v).map(|u| (v, u)));
+        if !ctx.disk_known {
+            out.push(
+                Finding::new(
+                    &UNSTABLE_DEVICE,
+                    if entry.has_option("nofail") { Severity::Info } else { Severity::Warning },
+                    subject,
+                    format!(
+                        "{} names a kernel device, and device names change when disks are added, removed or re-attached",
+                        entry.spec.value
+                    ),
+                )
+                .evidence(evidence(fstab, line))
+                .repair(Some(Repair {
+                    summary: "name the filesystem by UUID=".into(),
+                    edits: Vec::new(),
+                    manual: Some(format!(
+                        "run `rescue-disk check` on the disk itself to get the UUID, or `blkid {}` on the VM",
+                        entry.spec.value
+                    )),
+                })),
+            );
+            continue;
+        }
         let finding = match (&resolved.resolution, target) {
             (_, Some((volume, uuid))) => {
                 let how = match &resolved.resolution {

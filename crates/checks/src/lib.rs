@@ -142,8 +142,11 @@ pub enum FstabMode {
 
 /// Everything a check may look at.
 pub struct Context<'a> {
-    /// The disk's volumes.
+    /// The disk's volumes (empty for a mounted directory tree).
     pub disk: &'a Disk,
+    /// False for a mounted directory tree: fstab sources cannot be matched
+    /// against the disk's volumes, so checks must not claim they are missing.
+    pub disk_known: bool,
     /// The guest view (reads are size-capped and stay inside the guest).
     pub guest: &'a Guest,
     /// What identification found.

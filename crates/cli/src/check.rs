@@ -74,14 +74,24 @@ fn selection(args: &CheckArgs) -> Result<Selection> {
 pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
     let selection = selection(args)?;
     let path = args.target.target.display().to_string();
-    let opened = open_target(&args.target)?;
-    let disk = rescue_volumes::discover(opened.device.clone())
-        .with_context(|| format!("discovering volumes on {path}"))?;
-    if disk.volumes.is_empty() && matches!(disk.table, PartitionTable::None) {
-        bail!("no partition table or known filesystem found on {path}: check that this is the right disk");
+    // A directory is a guest tree the operator mounted; anything else is a disk.
+    let tree = std::fs::metadata(&args.target.target).is_ok_and(|m| m.is_dir());
+    let (disk, device) = if tree {
+        (rescue_volumes::Disk::default(), None)
+    } else {
+        let opened = open_target(&args.target)?;
+        let disk = rescue_volumes::discover(opened.device.clone())
+            .with_context(|| format!("discovering volumes on {path}"))?;
+        if disk.volumes.is_empty() && matches!(disk.table, PartitionTable::None) {
+            bail!("no partition table or known filesystem found on {path}: check that this is the right disk");
+        }
+        (disk, Some(opened.device))
+    };
+    let identified = match &device {
+        Some(device) => rescue_guest::identify(device, &disk),
+        None => rescue_guest::identify_tree(&args.target.target, &disk),
     }
-    let identified = rescue_guest::identify(&opened.device, &disk)
-        .with_context(|| format!("identifying the guest on {path}"))?;
+    .with_context(|| format!("identifying the guest on {path}"))?;
     let report = &identified.report;
     if report.root.is_none() {
         bail!(
@@ -98,6 +108,7 @@ pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
     let fstab: Option<&Fstab> = identified.assembly.fstab.as_ref();
     let ctx = rescue_checks::Context {
         disk: &disk,
+        disk_known: !tree,
         guest: &identified.assembly.guest,
         report,
         fstab,
@@ -121,7 +132,7 @@ pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
         schema: SCHEMA,
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION"),
-        target: opened.path.clone(),
+        target: args.target.target.clone(),
         root_volume: report.root.as_ref().map(|r| r.volume_id.clone()),
         os_id: report.os.as_ref().map(|o| o.id.clone()),
         os_pretty_name: report.os.as_ref().and_then(|o| o.pretty_name.clone()),

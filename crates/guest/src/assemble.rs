@@ -11,8 +11,10 @@ use rescue_io::{ErrorKind, Result};
 use rescue_volumes::{Diagnostic, Disk};
 use serde::Serialize;
 
-use crate::fs::MAX_CONFIG_FILE_BYTES;
-use crate::fstab::{resolve_fstab, FstabLine};
+use std::rc::Rc;
+
+use crate::fs::{GuestFs, MAX_CONFIG_FILE_BYTES};
+use crate::fstab::{resolve_fstab, FstabLine, Resolution};
 use crate::guest::Guest;
 use crate::path::GuestPath;
 use crate::volume_fs::VolumeFs;
@@ -353,6 +355,61 @@ pub fn assemble(disk: &Disk) -> Result<Assembly<'_>> {
         fstab,
         fstab_lines,
         mounts,
+        diagnostics,
+    })
+}
+
+/// Assembles a guest whose root is an already-mounted host directory tree
+/// (`rescue-disk check /mnt/vm1`). The operator's mounts below the tree are
+/// crossed by the kernel; the disk behind the tree is not known, so fstab
+/// sources that need the disk's volumes are reported as unresolvable rather
+/// than missing.
+pub fn assemble_tree(disk: &Disk, root: Rc<dyn GuestFs>) -> Result<Assembly<'_>> {
+    let volumes = VolumeFs::new(disk);
+    let guest = Guest::with_root(root.clone());
+    let mut diagnostics = Vec::new();
+    let fstab =
+        read_identity_file(&guest, "/etc/fstab", &mut diagnostics)?.map(|b| Fstab::parse(&b));
+    let mut fstab_lines = match &fstab {
+        Some(f) => resolve_fstab(disk, f, None),
+        None => Vec::new(),
+    };
+    for l in &mut fstab_lines {
+        if matches!(
+            l.resolution,
+            Resolution::NotFound { .. } | Resolution::Guessed { .. } | Resolution::Resolved { .. }
+        ) {
+            l.resolution = Resolution::Unresolvable {
+                reason: "the target is a mounted directory tree: the disk's volumes are not known"
+                    .to_owned(),
+            };
+        }
+    }
+    if let Some(f) = &fstab {
+        for d in &f.diagnostics {
+            diagnostics.push(diag(
+                format!("/etc/fstab line {}", d.line),
+                d.message.clone(),
+            ));
+        }
+    }
+    let volume_id = root.volume_id().to_owned();
+    Ok(Assembly {
+        guest,
+        volumes,
+        root: Some(RootChoice {
+            volume_id: volume_id.clone(),
+            reason: "the target is a mounted directory tree".to_owned(),
+        }),
+        root_candidates: Vec::new(),
+        fstab,
+        fstab_lines,
+        mounts: vec![MountInfo {
+            mount_point: "/".to_owned(),
+            volume_id,
+            fstype: root.fs_type().to_owned(),
+            fstab_line: None,
+        }],
         diagnostics,
     })
 }

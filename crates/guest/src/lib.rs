@@ -20,6 +20,7 @@ pub mod fstab;
 #[doc(hidden)]
 pub mod fuzz;
 mod guest;
+mod host_dir;
 pub mod kernels;
 mod path;
 mod volume_fs;
@@ -30,7 +31,7 @@ use rescue_io::{Device, ErrorKind, Result};
 use rescue_volumes::{Diagnostic, Disk};
 use serde::Serialize;
 
-pub use assemble::{assemble, Assembly, MountInfo, RootCandidate, RootChoice};
+pub use assemble::{assemble, assemble_tree, Assembly, MountInfo, RootCandidate, RootChoice};
 pub use boot::Bootloader;
 pub use ext4::Ext4Fs;
 pub use fat::FatFs;
@@ -40,6 +41,7 @@ pub use fs::{
 };
 pub use fstab::{FstabLine, Resolution};
 pub use guest::{Guest, Mount, Resolved};
+pub use host_dir::HostDirFs;
 pub use kernels::Kernel;
 pub use path::GuestPath;
 pub use volume_fs::{open_volume, readable_fstype, VolumeFs};
@@ -176,7 +178,19 @@ pub fn inspect(disk_device: &Device, disk: &Disk) -> Result<GuestReport> {
 /// Like [`inspect`], keeping the assembled guest so that checks can read
 /// its files without assembling it a second time.
 pub fn identify<'d>(disk_device: &Device, disk: &'d Disk) -> Result<Identified<'d>> {
-    let asm = assemble(disk)?;
+    finish(assemble(disk)?, disk_device)
+}
+
+/// Identifies a guest tree the operator already mounted at `dir`. Every
+/// path is resolved inside the tree (see [`HostDirFs`]); the disk behind it
+/// is not examined, so `disk` is normally empty.
+pub fn identify_tree<'d>(dir: &std::path::Path, disk: &'d Disk) -> Result<Identified<'d>> {
+    let root: std::rc::Rc<dyn GuestFs> = std::rc::Rc::new(HostDirFs::open(dir)?);
+    let no_disk: Device = std::sync::Arc::new(rescue_volumes::MemDisk::new(Vec::new(), "no disk"));
+    finish(assemble_tree(disk, root)?, &no_disk)
+}
+
+fn finish<'d>(asm: Assembly<'d>, disk_device: &Device) -> Result<Identified<'d>> {
     let mut diagnostics = asm.diagnostics.clone();
     let os = read_os(&asm.guest, &mut diagnostics)?;
     let family = os.as_ref().map(|o| o.family).unwrap_or(Family::Other);

@@ -50,6 +50,19 @@ pub struct Disk {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl Default for Disk {
+    /// A disk with nothing on it (the stand-in for a mounted directory tree,
+    /// whose disk is not examined).
+    fn default() -> Self {
+        Disk {
+            table: PartitionTable::None,
+            volumes: Vec::new(),
+            volume_groups: Vec::new(),
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
 /// The partition table found on the disk.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
