@@ -595,7 +595,8 @@ fn mounted_tree_of_a_broken_guest_gives_the_same_findings() {
             .collect()
     };
     assert_eq!(ids(&from_tree), ids(&from_image));
-    assert_eq!(ids(&from_tree).len(), 2, "{from_tree:#}");
+    // Kernel incomplete, its package's modules missing, and the nfs line.
+    assert_eq!(ids(&from_tree).len(), 3, "{from_tree:#}");
 }
 
 /// A guest tree whose files are symlinks to host paths (absolute, and `..`
@@ -645,4 +646,60 @@ fn hostile_tree_symlinks_never_reach_the_host() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     assert_eq!(report["os_pretty_name"], "hostile");
+}
+
+#[test]
+fn packaged_files_missing_emptied_or_replaced() {
+    let Some((code, report, _c)) = variant("missing-files", "gpt-debian", |c| {
+        let t = c.tree();
+        t.remove("usr/bin/ls")?;
+        t.write("usr/bin/bash", b"#!/bin/sh\n# not bash any more\n")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let f = findings(&report, "system.missing-files");
+    let by_subject = |s: &str| {
+        f.iter()
+            .find(|x| x["subject"] == s)
+            .unwrap_or_else(|| panic!("{s}: {report:#}"))
+            .to_string()
+    };
+    // dpkg lists them as /bin/…: they are reached through the usrmerge link.
+    assert!(by_subject("package coreutils").contains("/bin/ls is missing"));
+    assert!(by_subject("package bash").contains("/bin/bash does not match its package"));
+    assert_eq!(f.len(), 2, "{report:#}");
+
+    let Some((_, report, _c)) = variant("usrmerge-link", "gpt-debian", |c| {
+        c.tree().remove("bin")?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let f = findings(&report, "system.missing-files");
+    let link = f
+        .iter()
+        .find(|x| x["subject"] == "/bin")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(link["repair"]["edits"][0]["op"], "create_symlink");
+    assert_eq!(link["repair"]["edits"][0]["target"], "usr/bin");
+}
+
+#[test]
+fn rpm_guests_say_the_package_check_was_skipped() {
+    if !layout_available("mbr-rhel") {
+        return;
+    }
+    let (_, report) = check_json(&xtask::fixture("mbr-rhel", Format::Raw).unwrap(), &[]);
+    let skipped = report["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["check"] == "system.missing-files"),
+        "{report:#}"
+    );
+    assert!(!report["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "system.missing-files"));
 }

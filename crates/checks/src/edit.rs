@@ -69,6 +69,13 @@ pub enum Edit {
         /// New gid.
         to_gid: u32,
     },
+    /// Create a symbolic link.
+    CreateSymlink {
+        /// Guest path of the link.
+        path: String,
+        /// What it points to, as stored in the link.
+        target: String,
+    },
     /// Create a directory.
     CreateDir {
         /// Guest path.
@@ -90,6 +97,7 @@ impl Edit {
             | Edit::SetGrubenv { path, .. }
             | Edit::SetMode { path, .. }
             | Edit::SetOwner { path, .. }
+            | Edit::CreateSymlink { path, .. }
             | Edit::CreateDir { path, .. } => path,
         }
     }

@@ -13,6 +13,7 @@
 
 mod boot;
 pub mod edit;
+mod files;
 mod fs;
 mod fstab;
 
@@ -157,8 +158,26 @@ pub struct Context<'a> {
     pub options: &'a Options,
 }
 
-/// Result of one check: outer error = the check could not run.
-pub type CheckResult = Result<Vec<Finding>, rescue_io::Error>;
+/// Why a check produced no verdict.
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// The check could not run to the end (a damaged guest it cannot see
+    /// past): reported as an error, exit status 2.
+    Error(rescue_io::Error),
+    /// The check does not apply to this guest, or cannot judge it yet
+    /// (e.g. no dpkg database): reported as skipped with the reason, never
+    /// as passing.
+    NotApplicable(String),
+}
+
+impl From<rescue_io::Error> for CheckFailure {
+    fn from(e: rescue_io::Error) -> Self {
+        CheckFailure::Error(e)
+    }
+}
+
+/// Result of one check: findings, or why there is no verdict.
+pub type CheckResult = Result<Vec<Finding>, CheckFailure>;
 
 struct Check {
     info: CheckInfo,
@@ -207,12 +226,15 @@ const CHECKS: &[Check] = &[
         info: boot::SERIAL_CONSOLE,
         run: boot::serial_console,
     },
+    Check {
+        info: files::MISSING_FILES,
+        run: files::missing_files,
+    },
 ];
 
 /// Catalogue entries not implemented yet: listed by `rescue-disk checks` as
 /// such, never run, never reported as passing.
 pub const PLANNED: &[&str] = &[
-    "system.missing-files",
     "sshd.config-syntax",
     "sshd.host-keys",
     "sshd.privsep",
@@ -269,6 +291,9 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
     /// Checks that could not run to the end.
     pub errors: Vec<CheckError>,
+    /// Checks that do not apply to this guest or cannot judge it yet, with
+    /// why (never counted as passing).
+    pub skipped: Vec<CheckError>,
 }
 
 /// Runs the selected checks. A check that fails to run becomes a
@@ -281,9 +306,13 @@ pub fn run(ctx: &Context<'_>, selection: &Selection) -> Outcome {
                 out.ran.push(check.info.id.to_owned());
                 out.findings.extend(findings);
             }
-            Err(e) => out.errors.push(CheckError {
+            Err(CheckFailure::Error(e)) => out.errors.push(CheckError {
                 check: check.info.id.to_owned(),
                 message: e.to_string(),
+            }),
+            Err(CheckFailure::NotApplicable(why)) => out.skipped.push(CheckError {
+                check: check.info.id.to_owned(),
+                message: why,
             }),
         }
     }

@@ -253,6 +253,9 @@ fn render_finding(s: &mut String, f: &Finding, style: &Style) {
                         "              chown {to_uid}:{to_gid} {path} (now {from_uid}:{from_gid})"
                     );
                 }
+                Edit::CreateSymlink { path, target } => {
+                    let _ = writeln!(s, "              ln -s {target} {path}");
+                }
                 Edit::CreateDir {
                     path,
                     mode,
@@ -313,6 +316,13 @@ fn render_human(doc: &CheckReport, style: &Style) -> String {
         for d in doc.diffs.values() {
             s.push_str(d);
         }
+    }
+    for e in &doc.outcome.skipped {
+        let _ = writeln!(
+            s,
+            "{}",
+            style.dim(&format!("skipped [{}]: {}", e.check, e.message))
+        );
     }
     for e in &doc.outcome.errors {
         let _ = writeln!(

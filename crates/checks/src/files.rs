@@ -1,0 +1,269 @@
+//! `system.missing-files`: packaged files deleted or emptied under the
+//! directories a system needs to run (`/usr/bin`, `/usr/sbin`, `/usr/lib*`
+//! and their usrmerge aliases), from the guest's own dpkg database.
+//!
+//! Existence and size are checked for every packaged file in those
+//! directories (metadata only: cost grows with the number of files, not
+//! their size). Digests are verified for the few files without which
+//! nothing runs (the dynamic loader, libc, the shells, sshd, init), which
+//! keeps the check fast while catching a truncated or replaced core file.
+//!
+//! Must never: trust the host's package database, or read any file without
+//! a size cap.
+
+use md5::{Digest, Md5};
+use rescue_guest::{GuestPath, MAX_CONFIG_FILE_BYTES, MAX_DIR_ENTRIES};
+use rescue_io::ErrorKind;
+
+use crate::edit::{Edit, Repair};
+use crate::{Area, CheckFailure, CheckInfo, CheckResult, Context, Evidence, Finding, Severity};
+
+pub(crate) const MISSING_FILES: CheckInfo = CheckInfo {
+    id: "system.missing-files",
+    area: Area::Boot,
+    symptom: "\"command not found\", services FAILED at boot, nothing runs when the loader or libc is gone",
+    looks_at: "files of installed dpkg packages under /usr/bin, /usr/sbin, /usr/lib*, and the usrmerge links",
+};
+
+const STATUS: &str = "/var/lib/dpkg/status";
+const INFO: &str = "/var/lib/dpkg/info";
+/// Directories whose packaged files must be present.
+const WATCHED: &[&str] = &[
+    "usr/bin/",
+    "usr/sbin/",
+    "usr/lib/",
+    "usr/lib64/",
+    "usr/libexec/",
+    "bin/",
+    "sbin/",
+    "lib/",
+    "lib64/",
+];
+/// Files whose digest is verified, by file name.
+const CRITICAL: &[&str] = &[
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "libc.so.6",
+    "bash",
+    "dash",
+    "sh",
+    "sshd",
+    "systemd",
+    "init",
+    "login",
+    "mount",
+];
+/// Largest file whose digest is computed.
+const MAX_DIGEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Missing paths listed per package in the evidence.
+const MAX_LISTED: usize = 10;
+/// The usrmerge aliases a merged-/usr system needs.
+const USRMERGE: &[(&str, &str)] = &[
+    ("/bin", "usr/bin"),
+    ("/sbin", "usr/sbin"),
+    ("/lib", "usr/lib"),
+    ("/lib64", "usr/lib64"),
+];
+
+struct Package {
+    name: String,
+    arch: Option<String>,
+    multi_arch_same: bool,
+}
+
+/// Installed packages from the dpkg status file (stanzas with
+/// `Status: install ok installed`).
+fn installed(status: &str) -> Vec<Package> {
+    let mut out = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|v| v.trim().to_owned())
+            })
+        };
+        let (Some(name), Some(state)) = (field("Package"), field("Status")) else {
+            continue;
+        };
+        if !state.ends_with(" installed") {
+            continue;
+        }
+        out.push(Package {
+            name,
+            arch: field("Architecture"),
+            multi_arch_same: field("Multi-Arch").as_deref() == Some("same"),
+        });
+    }
+    out
+}
+
+fn read_optional(ctx: &Context<'_>, path: &str) -> Result<Option<Vec<u8>>, rescue_io::Error> {
+    match ctx
+        .guest
+        .read_file(&GuestPath::new(path), MAX_CONFIG_FILE_BYTES)
+    {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is wrong with one packaged file, if anything.
+fn problem(ctx: &Context<'_>, path: &str, md5: &str) -> Result<Option<String>, rescue_io::Error> {
+    let gp = GuestPath::new(path);
+    let meta = match ctx.guest.metadata(&gp) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(format!("{path} is missing"))),
+        Err(e) => return Ok(Some(format!("{path} cannot be read: {e}"))),
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+    if meta.size_in_bytes == 0 && md5 != EMPTY_MD5 {
+        return Ok(Some(format!("{path} is empty")));
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if CRITICAL.contains(&name) && meta.size_in_bytes <= MAX_DIGEST_BYTES {
+        let data = ctx.guest.read_file(&gp, MAX_DIGEST_BYTES)?;
+        let digest = hex(&Md5::digest(&data));
+        if !digest.eq_ignore_ascii_case(md5) {
+            return Ok(Some(format!(
+                "{path} does not match its package (md5 {digest}, expected {md5})"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn missing_files(ctx: &Context<'_>) -> CheckResult {
+    let Some(status) = read_optional(ctx, STATUS)? else {
+        return Err(CheckFailure::NotApplicable(
+            "no dpkg database (/var/lib/dpkg/status); reading the rpm database is not implemented yet".into(),
+        ));
+    };
+    let mut out = Vec::new();
+
+    // usrmerge: /bin -> usr/bin and friends, when the guest has merged /usr.
+    let merged = ctx
+        .guest
+        .symlink_metadata(&GuestPath::new("/bin"))
+        .is_ok_and(|m| m.is_symlink())
+        || ctx
+            .guest
+            .symlink_metadata(&GuestPath::new("/lib"))
+            .is_ok_and(|m| m.is_symlink());
+    let root_listing: Vec<String> = match ctx.guest.read_dir(&GuestPath::root(), MAX_DIR_ENTRIES) {
+        Ok(l) => l.iter().map(|e| e.name_lossy()).collect(),
+        Err(e) => return Err(e.into()),
+    };
+    if merged {
+        for (link, target) in USRMERGE {
+            let has_target = ctx
+                .guest
+                .metadata(&GuestPath::new(format!("/{target}")))
+                .is_ok_and(|m| m.is_dir());
+            if has_target && !root_listing.iter().any(|n| n == &link[1..]) {
+                out.push(
+                    Finding::new(
+                        &MISSING_FILES,
+                        Severity::Error,
+                        (*link).to_owned(),
+                        format!("the usrmerge link {link} -> {target} is missing: every program that runs {link}/… fails"),
+                    )
+                    .symptom(format!("\"{link}/sh: No such file or directory\"; the kernel cannot run init; services FAILED"))
+                    .evidence(Evidence::fact(format!("/{target} exists, {link} does not")))
+                    .repair(Some(Repair {
+                        summary: format!("recreate the symlink {link} -> {target}"),
+                        edits: vec![Edit::CreateSymlink { path: (*link).to_owned(), target: (*target).to_owned() }],
+                        manual: None,
+                    })),
+                );
+            }
+        }
+    }
+
+    let status = String::from_utf8_lossy(&status);
+    for pkg in installed(&status) {
+        let mut names = vec![pkg.name.clone()];
+        if let Some(a) = &pkg.arch {
+            names.insert(
+                usize::from(!pkg.multi_arch_same),
+                format!("{}:{a}", pkg.name),
+            );
+        }
+        let mut sums = None;
+        for n in &names {
+            if let Some(b) = read_optional(ctx, &format!("{INFO}/{n}.md5sums"))? {
+                sums = Some(b);
+                break;
+            }
+        }
+        let Some(sums) = sums else { continue };
+        let mut problems = Vec::new();
+        for line in String::from_utf8_lossy(&sums).lines() {
+            let Some((md5, path)) = line.split_once("  ") else {
+                continue;
+            };
+            let path = path.trim_end();
+            if !WATCHED.iter().any(|w| path.starts_with(w)) {
+                continue;
+            }
+            if let Some(p) = problem(ctx, &format!("/{path}"), md5.trim())? {
+                problems.push(p);
+            }
+        }
+        if problems.is_empty() {
+            continue;
+        }
+        let mut f = Finding::new(
+            &MISSING_FILES,
+            Severity::Error,
+            format!("package {}", pkg.name),
+            format!(
+                "{} file(s) of package {} are missing, empty or altered",
+                problems.len(),
+                pkg.name
+            ),
+        );
+        for p in problems.iter().take(MAX_LISTED) {
+            f = f.evidence(Evidence::fact(p.clone()));
+        }
+        if problems.len() > MAX_LISTED {
+            f = f.evidence(Evidence::fact(format!(
+                "… and {} more",
+                problems.len() - MAX_LISTED
+            )));
+        }
+        out.push(f.repair(Some(Repair {
+            summary: format!("reinstall {}", pkg.name),
+            edits: Vec::new(),
+            manual: Some(format!(
+                "restore the files from a healthy image of the same release (fix --reference, planned), or run `apt-get install --reinstall {}` in a chroot if apt still works",
+                pkg.name
+            )),
+        })));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::installed;
+
+    #[test]
+    fn only_installed_packages_count() {
+        let s = "Package: a\nStatus: install ok installed\nArchitecture: amd64\n\nPackage: b\nStatus: deinstall ok config-files\n\nPackage: c\nStatus: install ok installed\nMulti-Arch: same\nArchitecture: amd64\n";
+        let p = installed(s);
+        assert_eq!(
+            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert!(p[1].multi_arch_same);
+    }
+}
