@@ -703,3 +703,48 @@ fn rpm_guests_say_the_package_check_was_skipped() {
         .iter()
         .any(|r| r == "system.missing-files"));
 }
+
+#[test]
+fn log_lines_are_attached_to_the_findings_they_explain() {
+    let Some((_, report, _c)) = variant("logs", "gpt-debian", |c| {
+        let t = c.tree();
+        t.append("etc/fstab", "/dev/sdc1 /srv ext4 defaults 0 2\n")?;
+        t.write(
+            "var/log/syslog",
+            "2024-11-30T23:59:58.000000+00:00 debian systemd[1]: dev-sdc1.device: Job dev-sdc1.device/start timed out.\n\
+             2024-11-30T23:59:59.000000+00:00 debian systemd[1]: Timed out waiting for device dev-sdc1.device - /dev/sdc1.\n\
+             2024-11-30T23:59:59.500000+00:00 debian systemd[1]: Dependency failed for srv.mount - /srv.\n\
+             Dec  1 00:00:01 debian sshd[612]: fatal: Missing privilege separation directory: /run/sshd\n",
+        )?;
+        Ok(())
+    }) else {
+        return;
+    };
+    let f = findings(&report, "fstab.unstable-device");
+    assert_eq!(f.len(), 1, "{report:#}");
+    let logs: Vec<&Value> = f[0]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "log")
+        .collect();
+    assert_eq!(logs.len(), 2, "{:#}", f[0]);
+    assert_eq!(logs[0]["path"], "/var/log/syslog");
+    assert_eq!(
+        logs[0]["timestamp"], "2024-11-30T23:59:59.500000+00:00",
+        "newest first"
+    );
+    assert!(logs[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Dependency failed for srv.mount"));
+    // No check explains the sshd line (sshd.privsep looks at the disk, and
+    // /run/sshd is made at runtime): it is reported as unexplained evidence.
+    let unexplained = findings(&report, "evidence.logs");
+    assert_eq!(unexplained.len(), 1, "{report:#}");
+    assert_eq!(unexplained[0]["severity"], "info");
+    assert_eq!(
+        unexplained[0]["evidence"][0]["timestamp"],
+        "Dec  1 00:00:01"
+    );
+}

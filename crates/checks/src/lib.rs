@@ -16,6 +16,7 @@ pub mod edit;
 mod files;
 mod fs;
 mod fstab;
+mod logs;
 
 use rescue_config::fstab::Fstab;
 use rescue_guest::{Guest, GuestReport};
@@ -246,12 +247,14 @@ pub const PLANNED: &[&str] = &[
     "ssh.selinux-label",
     "net.tcp-wrappers",
     "net.guest-firewall",
-    "evidence.logs",
 ];
 
 /// The implemented checks.
 pub fn catalogue() -> impl Iterator<Item = &'static CheckInfo> {
-    CHECKS.iter().map(|c| &c.info)
+    CHECKS
+        .iter()
+        .map(|c| &c.info)
+        .chain(std::iter::once(&logs::LOGS))
 }
 
 /// Which checks to run (`--only`, `--skip`).
@@ -274,9 +277,7 @@ impl Selection {
         self.only
             .iter()
             .chain(&self.skip)
-            .filter(|id| {
-                !CHECKS.iter().any(|c| c.info.id == *id) && !PLANNED.contains(&id.as_str())
-            })
+            .filter(|id| !catalogue().any(|c| c.id == *id) && !PLANNED.contains(&id.as_str()))
             .cloned()
             .collect()
     }
@@ -315,6 +316,12 @@ pub fn run(ctx: &Context<'_>, selection: &Selection) -> Outcome {
                 message: why,
             }),
         }
+    }
+    // Log evidence last: it attaches to the findings of the other checks.
+    if selection.wants(logs::LOGS.id) {
+        let extra = logs::run(ctx, &mut out.findings);
+        out.findings.extend(extra);
+        out.ran.push(logs::LOGS.id.to_owned());
     }
     out
 }
