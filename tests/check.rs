@@ -748,3 +748,53 @@ fn log_lines_are_attached_to_the_findings_they_explain() {
         "Dec  1 00:00:01"
     );
 }
+
+/// A crash-consistent snapshot: the image copied while the guest's root was
+/// mounted read-write by the real kernel, after fsync but without unmount.
+/// Its journal needs recovery; check must see the files as the kernel would
+/// after replay — including a change made just before the copy.
+#[test]
+fn dirty_journal_snapshot_is_seen_after_replay() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    if !is_root() {
+        assert!(!xtask::require_tools(), "this test needs root to loop-mount (RESCUE_REQUIRE_TOOLS=1)");
+        eprintln!("SKIPPED: dirty journal test needs root");
+        return;
+    }
+    let (dir, raw) = xtask::scratch_copy("gpt-debian", Format::Raw).unwrap();
+    let expect = xtask::expect("gpt-debian").unwrap();
+    let root = expect["volumes"].as_array().unwrap().iter().find(|v| v["mount_point"] == "/").unwrap().clone();
+    let mnt = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .arg("-o")
+        .arg(format!("rw,loop,offset={},sizelimit={}", root["start_byte"], root["size_bytes"]))
+        .arg(&raw)
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mounted = Mounted(mnt);
+    let fstab = mounted.0.path().join("etc/fstab");
+    let mut text = std::fs::read_to_string(&fstab).unwrap();
+    text.push_str("LABEL=snapshot-only /srv ext4 defaults 0 2\n");
+    std::fs::write(&fstab, &text).unwrap();
+    std::fs::File::open(&fstab).unwrap().sync_all().unwrap();
+    std::fs::write(mounted.0.path().join("etc/hostname"), "changed-before-snapshot\n").unwrap();
+    std::fs::File::open(mounted.0.path().join("etc/hostname")).unwrap().sync_all().unwrap();
+    // Copy while still mounted: this is the snapshot.
+    let snapshot = dir.path().join("snapshot.raw");
+    let cp = std::process::Command::new("cp").arg("--sparse=always").arg(&raw).arg(&snapshot).status().unwrap();
+    assert!(cp.success());
+    drop(mounted);
+
+    let report = inspect_json(&snapshot);
+    let p1 = report["volumes"].as_array().unwrap().iter().find(|v| v["id"] == "p1").unwrap();
+    assert_eq!(p1["probe"]["ext"]["needs_recovery"], true, "the snapshot must have a dirty journal for this test to mean anything");
+    assert_eq!(report["guest"]["hostname"], "changed-before-snapshot");
+    let (_, checked) = check_json(&snapshot, &[]);
+    let missing = findings(&checked, "fstab.missing-source");
+    assert_eq!(missing.len(), 1, "{checked:#}");
+    assert!(missing[0]["evidence"][0]["text"].as_str().unwrap().contains("LABEL=snapshot-only"));
+}

@@ -16,6 +16,7 @@ pub mod grub_cfg;
 pub mod grubenv;
 pub mod os_release;
 pub mod shell;
+pub mod sshd;
 mod text;
 pub mod version;
 

@@ -27,11 +27,28 @@ pub fn readable_fstype(fstype: &str) -> bool {
 pub fn open_volume(volume: &Volume) -> Result<Rc<dyn GuestFs>> {
     let fstype = volume.probe.fstype.as_deref().unwrap_or("");
     match fstype {
-        "ext2" | "ext3" | "ext4" => Ok(Rc::new(Ext4Fs::open(
-            &volume.id,
-            fstype,
-            volume.device.clone(),
-        )?)),
+        "ext2" | "ext3" | "ext4" => {
+            // A crash-consistent snapshot has a dirty journal: read the
+            // filesystem the kernel would see after recovery, replayed into
+            // a copy-on-write overlay (the disk is never written).
+            let device = if volume.probe.ext.as_ref().is_some_and(|e| e.needs_recovery) {
+                let replayed = rescue_ext4::replay(volume.device.clone()).map_err(|e| {
+                    Error::new(e.kind(), "replaying the journal")
+                        .with_path(format!("ext filesystem on {}", volume.id))
+                        .with_detail(e.to_string())
+                })?;
+                tracing::info!(
+                    "{}: replayed {} journal transaction(s), {} block(s), in memory",
+                    volume.id,
+                    replayed.transactions,
+                    replayed.blocks_replayed
+                );
+                replayed.device
+            } else {
+                volume.device.clone()
+            };
+            Ok(Rc::new(Ext4Fs::open(&volume.id, fstype, device)?))
+        }
         "vfat" => Ok(Rc::new(FatFs::open(&volume.id, volume.device.clone())?)),
         "xfs" | "btrfs" => Err(Error::new(ErrorKind::Unsupported, "opening")
             .with_path(format!("{fstype} filesystem on {}", volume.id))

@@ -50,7 +50,14 @@ pub struct Qcow2Image {
     engine: Option<Engine>,
     backing: Option<Device>,
     backing_chain: Vec<PathBuf>,
+    /// Recently inflated compressed clusters, newest last: a filesystem
+    /// reads a cluster's blocks one by one, and inflating the whole cluster
+    /// for each block would dominate the cost of compressed images.
+    inflated: RefCell<Vec<(u64, Rc<Vec<u8>>)>>,
 }
+
+/// Bytes of inflated compressed clusters kept (the oldest go first).
+const INFLATED_CACHE_BYTES: u64 = 8 << 20;
 
 /// The `qcow2-rs` device and the state shared with its I/O object. Absent
 /// for a zero-sized image, for which `qcow2-rs` would panic.
@@ -139,6 +146,7 @@ impl Qcow2Image {
             engine,
             backing,
             backing_chain,
+            inflated: RefCell::new(Vec::new()),
         })
     }
 
@@ -199,8 +207,40 @@ impl Qcow2Image {
                 }
                 self.read_through_qcow2_rs(engine, start_byte, dst, false)
             }
-            MappingSource::Compressed => self.read_through_qcow2_rs(engine, start_byte, dst, true),
+            MappingSource::Compressed => self.read_compressed(engine, cluster_start, start_byte, dst),
         }
+    }
+
+    /// Reads from a compressed cluster, inflating it once and keeping it in
+    /// a small cache.
+    fn read_compressed(&self, engine: &Engine, cluster_start: u64, start_byte: u64, dst: &mut [u8]) -> Result<()> {
+        let offset = (start_byte - cluster_start) as usize;
+        let cached = self.inflated.borrow().iter().find(|(c, _)| *c == cluster_start).map(|(_, d)| Rc::clone(d));
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                let cluster_size = self.header.cluster_size_in_bytes();
+                // The last cluster may extend past the end of the disk.
+                let len = cluster_size.min(self.header.virtual_size_in_bytes - cluster_start) as usize;
+                let mut buf = vec![0u8; len];
+                self.read_through_qcow2_rs(engine, cluster_start, &mut buf, true)?;
+                let d = Rc::new(buf);
+                let mut cache = self.inflated.borrow_mut();
+                let keep = (INFLATED_CACHE_BYTES / cluster_size).max(1) as usize;
+                if cache.len() >= keep {
+                    cache.remove(0);
+                }
+                cache.push((cluster_start, Rc::clone(&d)));
+                d
+            }
+        };
+        let Some(src) = data.get(offset..offset + dst.len()) else {
+            return Err(Error::new(ErrorKind::Truncated, "reading qcow2 compressed cluster")
+                .with_path(self.name.clone())
+                .with_offset(start_byte));
+        };
+        dst.copy_from_slice(src);
+        Ok(())
     }
 
     /// The mapping of the cluster at guest offset `cluster_start`.
