@@ -759,17 +759,29 @@ fn dirty_journal_snapshot_is_seen_after_replay() {
         return;
     }
     if !is_root() {
-        assert!(!xtask::require_tools(), "this test needs root to loop-mount (RESCUE_REQUIRE_TOOLS=1)");
+        assert!(
+            !xtask::require_tools(),
+            "this test needs root to loop-mount (RESCUE_REQUIRE_TOOLS=1)"
+        );
         eprintln!("SKIPPED: dirty journal test needs root");
         return;
     }
     let (dir, raw) = xtask::scratch_copy("gpt-debian", Format::Raw).unwrap();
     let expect = xtask::expect("gpt-debian").unwrap();
-    let root = expect["volumes"].as_array().unwrap().iter().find(|v| v["mount_point"] == "/").unwrap().clone();
+    let root = expect["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["mount_point"] == "/")
+        .unwrap()
+        .clone();
     let mnt = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("mount")
         .arg("-o")
-        .arg(format!("rw,loop,offset={},sizelimit={}", root["start_byte"], root["size_bytes"]))
+        .arg(format!(
+            "rw,loop,offset={},sizelimit={}",
+            root["start_byte"], root["size_bytes"]
+        ))
         .arg(&raw)
         .arg(mnt.path())
         .status()
@@ -781,20 +793,206 @@ fn dirty_journal_snapshot_is_seen_after_replay() {
     text.push_str("LABEL=snapshot-only /srv ext4 defaults 0 2\n");
     std::fs::write(&fstab, &text).unwrap();
     std::fs::File::open(&fstab).unwrap().sync_all().unwrap();
-    std::fs::write(mounted.0.path().join("etc/hostname"), "changed-before-snapshot\n").unwrap();
-    std::fs::File::open(mounted.0.path().join("etc/hostname")).unwrap().sync_all().unwrap();
+    std::fs::write(
+        mounted.0.path().join("etc/hostname"),
+        "changed-before-snapshot\n",
+    )
+    .unwrap();
+    std::fs::File::open(mounted.0.path().join("etc/hostname"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
     // Copy while still mounted: this is the snapshot.
     let snapshot = dir.path().join("snapshot.raw");
-    let cp = std::process::Command::new("cp").arg("--sparse=always").arg(&raw).arg(&snapshot).status().unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&raw)
+        .arg(&snapshot)
+        .status()
+        .unwrap();
     assert!(cp.success());
     drop(mounted);
 
     let report = inspect_json(&snapshot);
-    let p1 = report["volumes"].as_array().unwrap().iter().find(|v| v["id"] == "p1").unwrap();
-    assert_eq!(p1["probe"]["ext"]["needs_recovery"], true, "the snapshot must have a dirty journal for this test to mean anything");
+    let p1 = report["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "p1")
+        .unwrap();
+    assert_eq!(
+        p1["probe"]["ext"]["needs_recovery"], true,
+        "the snapshot must have a dirty journal for this test to mean anything"
+    );
     assert_eq!(report["guest"]["hostname"], "changed-before-snapshot");
     let (_, checked) = check_json(&snapshot, &[]);
     let missing = findings(&checked, "fstab.missing-source");
     assert_eq!(missing.len(), 1, "{checked:#}");
-    assert!(missing[0]["evidence"][0]["text"].as_str().unwrap().contains("LABEL=snapshot-only"));
+    assert!(missing[0]["evidence"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("LABEL=snapshot-only"));
+}
+
+/// Extracts `path` from the root filesystem of a variant with debugfs.
+fn guest_file(custom: &xtask::Custom, path: &str) -> Vec<u8> {
+    let root = custom.expect["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["mount_point"] == "/")
+        .unwrap();
+    let slice = custom.dir().join("root-for-debugfs.img");
+    if !slice.exists() {
+        xtask::extract_volume(&custom.raw, root, &slice).unwrap();
+    }
+    let out = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(&slice)
+        .output()
+        .unwrap();
+    out.stdout
+}
+
+#[test]
+fn sshd_config_typos_are_found_and_the_repair_satisfies_sshd() {
+    let Some((code, report, custom)) = variant("sshd-typo", "gpt-debian", |c| {
+        let t = c.tree();
+        t.replace(
+            "etc/ssh/sshd_config",
+            "#PasswordAuthentication yes",
+            "asswordAuthentication no",
+        )?;
+        t.append(
+            "etc/ssh/sshd_config.d/50-cloud-init.conf",
+            "PermitRootLogin maybe\n",
+        )?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let f = findings(&report, "sshd.config-syntax");
+    assert_eq!(f.len(), 2, "{report:#}");
+    let typo = f
+        .iter()
+        .find(|x| x["subject"] == "/etc/ssh/sshd_config line 57")
+        .expect("typo finding");
+    assert!(
+        typo["cause"]
+            .as_str()
+            .unwrap()
+            .contains("Bad configuration option: asswordAuthentication"),
+        "{typo:#}"
+    );
+    assert!(
+        typo["cause"].as_str().unwrap().contains("9.2p1"),
+        "the guest's own release is used: {typo:#}"
+    );
+    assert_eq!(
+        typo["repair"]["edits"][0]["after"],
+        "PasswordAuthentication no"
+    );
+    let include = f
+        .iter()
+        .find(|x| {
+            x["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("/etc/ssh/sshd_config.d/50-cloud-init.conf")
+        })
+        .expect("include finding");
+    assert!(include["repair"]["edits"][0]["after"]
+        .as_str()
+        .unwrap()
+        .contains("#PermitRootLogin maybe"));
+
+    // Oracle: the real sshd refuses the broken files and accepts the repaired ones.
+    let have_sshd = std::process::Command::new("/usr/sbin/sshd")
+        .arg("-V")
+        .output()
+        .is_ok();
+    if !have_sshd {
+        assert!(
+            !xtask::require_tools(),
+            "sshd missing (RESCUE_REQUIRE_TOOLS=1)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let confd = dir.path().join("conf.d");
+    std::fs::create_dir(&confd).unwrap();
+    let key = dir.path().join("hostkey");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let main = String::from_utf8(guest_file(&custom, "/etc/ssh/sshd_config"))
+        .unwrap()
+        .replace(
+            "Include /etc/ssh/sshd_config.d/*.conf",
+            &format!("Include {}/*.conf", confd.display()),
+        );
+    let inc = guest_file(&custom, "/etc/ssh/sshd_config.d/50-cloud-init.conf");
+    let sshd_t = |main: &str, inc: &[u8]| {
+        std::fs::write(dir.path().join("sshd_config"), main).unwrap();
+        std::fs::write(confd.join("50-cloud-init.conf"), inc).unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        std::process::Command::new("/usr/sbin/sshd")
+            .arg("-t")
+            .arg("-f")
+            .arg(dir.path().join("sshd_config"))
+            .arg("-h")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let broken = sshd_t(&main, &inc);
+    assert!(!broken.status.success());
+    // sshd stops at the first fatal line, in the included file (line 12 of
+    // the main file includes it): our message for it is the one sshd prints.
+    let said = String::from_utf8_lossy(&broken.stderr)
+        .replace(&confd.display().to_string(), "/etc/ssh/sshd_config.d");
+    let ours = include["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .filter_map(|t| t.strip_prefix("sshd -t: "))
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains(&ours), "sshd said {said:?}, we said {ours:?}");
+    let edits_for = |path: &str| -> Vec<(usize, String, String)> {
+        f.iter()
+            .flat_map(|x| x["repair"]["edits"].as_array().unwrap().iter())
+            .filter(|e| e["path"] == path)
+            .map(|e| {
+                (
+                    e["line"].as_u64().unwrap() as usize,
+                    e["before"].as_str().unwrap().to_owned(),
+                    e["after"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let apply = |data: &[u8], path: &str| {
+        let edits = edits_for(path);
+        let refs: Vec<(usize, &str, &str)> = edits
+            .iter()
+            .map(|(l, b, a)| (*l, b.as_str(), a.as_str()))
+            .collect();
+        rescue_checks::edit::apply_line_edits(data, &refs).unwrap()
+    };
+    let fixed_main = String::from_utf8(apply(main.as_bytes(), "/etc/ssh/sshd_config")).unwrap();
+    let fixed_inc = apply(&inc, "/etc/ssh/sshd_config.d/50-cloud-init.conf");
+    let fixed = sshd_t(&fixed_main, &fixed_inc);
+    assert!(
+        fixed.status.success(),
+        "sshd -t after the repair: {}",
+        String::from_utf8_lossy(&fixed.stderr)
+    );
 }

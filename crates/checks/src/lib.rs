@@ -17,6 +17,7 @@ mod files;
 mod fs;
 mod fstab;
 mod logs;
+mod sshd;
 
 use rescue_config::fstab::Fstab;
 use rescue_guest::{Guest, GuestReport};
@@ -231,12 +232,15 @@ const CHECKS: &[Check] = &[
         info: files::MISSING_FILES,
         run: files::missing_files,
     },
+    Check {
+        info: sshd::CONFIG_SYNTAX,
+        run: sshd::config_syntax,
+    },
 ];
 
 /// Catalogue entries not implemented yet: listed by `rescue-disk checks` as
 /// such, never run, never reported as passing.
 pub const PLANNED: &[&str] = &[
-    "sshd.config-syntax",
     "sshd.host-keys",
     "sshd.privsep",
     "sshd.service",

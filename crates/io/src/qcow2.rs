@@ -207,21 +207,35 @@ impl Qcow2Image {
                 }
                 self.read_through_qcow2_rs(engine, start_byte, dst, false)
             }
-            MappingSource::Compressed => self.read_compressed(engine, cluster_start, start_byte, dst),
+            MappingSource::Compressed => {
+                self.read_compressed(engine, cluster_start, start_byte, dst)
+            }
         }
     }
 
     /// Reads from a compressed cluster, inflating it once and keeping it in
     /// a small cache.
-    fn read_compressed(&self, engine: &Engine, cluster_start: u64, start_byte: u64, dst: &mut [u8]) -> Result<()> {
+    fn read_compressed(
+        &self,
+        engine: &Engine,
+        cluster_start: u64,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<()> {
         let offset = (start_byte - cluster_start) as usize;
-        let cached = self.inflated.borrow().iter().find(|(c, _)| *c == cluster_start).map(|(_, d)| Rc::clone(d));
+        let cached = self
+            .inflated
+            .borrow()
+            .iter()
+            .find(|(c, _)| *c == cluster_start)
+            .map(|(_, d)| Rc::clone(d));
         let data = match cached {
             Some(d) => d,
             None => {
                 let cluster_size = self.header.cluster_size_in_bytes();
                 // The last cluster may extend past the end of the disk.
-                let len = cluster_size.min(self.header.virtual_size_in_bytes - cluster_start) as usize;
+                let len =
+                    cluster_size.min(self.header.virtual_size_in_bytes - cluster_start) as usize;
                 let mut buf = vec![0u8; len];
                 self.read_through_qcow2_rs(engine, cluster_start, &mut buf, true)?;
                 let d = Rc::new(buf);
@@ -235,9 +249,11 @@ impl Qcow2Image {
             }
         };
         let Some(src) = data.get(offset..offset + dst.len()) else {
-            return Err(Error::new(ErrorKind::Truncated, "reading qcow2 compressed cluster")
-                .with_path(self.name.clone())
-                .with_offset(start_byte));
+            return Err(
+                Error::new(ErrorKind::Truncated, "reading qcow2 compressed cluster")
+                    .with_path(self.name.clone())
+                    .with_offset(start_byte),
+            );
         };
         dst.copy_from_slice(src);
         Ok(())
