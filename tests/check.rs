@@ -996,3 +996,43 @@ fn sshd_config_typos_are_found_and_the_repair_satisfies_sshd() {
         String::from_utf8_lossy(&fixed.stderr)
     );
 }
+
+#[test]
+fn sshd_service_disabled_masked_and_listen() {
+    let Some((code, report, _c)) = variant("sshd-service", "gpt-debian", |c| {
+        let t = c.tree();
+        t.remove("etc/systemd/system/multi-user.target.wants/ssh.service")?;
+        t.symlink("etc/systemd/system/ssh.socket", "/dev/null")?;
+        t.append(
+            "etc/ssh/sshd_config.d/50-cloud-init.conf",
+            "Port 2222\nListenAddress 10.1.2.3\n",
+        )?;
+        Ok(())
+    }) else {
+        return;
+    };
+    assert_eq!(code, 1);
+    let svc = findings(&report, "sshd.service");
+    let disabled = svc
+        .iter()
+        .find(|f| f["subject"] == "ssh.service")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(disabled["repair"]["edits"][0]["op"], "create_symlink");
+    assert_eq!(
+        disabled["repair"]["edits"][0]["path"],
+        "/etc/systemd/system/multi-user.target.wants/ssh.service"
+    );
+    let masked = svc
+        .iter()
+        .find(|f| f["subject"] == "ssh.socket")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(masked["repair"]["edits"][0]["op"], "unlink");
+    let listen = findings(&report, "sshd.listen");
+    assert_eq!(listen.len(), 2, "{report:#}");
+    assert!(listen
+        .iter()
+        .any(|f| f["cause"].as_str().unwrap().contains("port 2222")));
+    assert!(listen
+        .iter()
+        .any(|f| f["cause"].as_str().unwrap().contains("10.1.2.3")));
+}

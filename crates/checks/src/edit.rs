@@ -69,6 +69,11 @@ pub enum Edit {
         /// New gid.
         to_gid: u32,
     },
+    /// Remove a file or symbolic link (never a directory).
+    Unlink {
+        /// Guest path.
+        path: String,
+    },
     /// Create a symbolic link.
     CreateSymlink {
         /// Guest path of the link.
@@ -97,6 +102,7 @@ impl Edit {
             | Edit::SetGrubenv { path, .. }
             | Edit::SetMode { path, .. }
             | Edit::SetOwner { path, .. }
+            | Edit::Unlink { path }
             | Edit::CreateSymlink { path, .. }
             | Edit::CreateDir { path, .. } => path,
         }

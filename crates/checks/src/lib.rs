@@ -236,6 +236,14 @@ const CHECKS: &[Check] = &[
         info: sshd::CONFIG_SYNTAX,
         run: sshd::config_syntax,
     },
+    Check {
+        info: sshd::SERVICE,
+        run: sshd::service,
+    },
+    Check {
+        info: sshd::LISTEN,
+        run: sshd::listen,
+    },
 ];
 
 /// Catalogue entries not implemented yet: listed by `rescue-disk checks` as
@@ -243,8 +251,6 @@ const CHECKS: &[Check] = &[
 pub const PLANNED: &[&str] = &[
     "sshd.host-keys",
     "sshd.privsep",
-    "sshd.service",
-    "sshd.listen",
     "ssh.user-access",
     "ssh.home-modes",
     "ssh.authorized-keys",

@@ -257,3 +257,300 @@ mod tests {
         assert_eq!(a, "# why\n#Port x");
     }
 }
+
+pub(crate) const SERVICE: CheckInfo = CheckInfo {
+    id: "sshd.service",
+    area: Area::Ssh,
+    symptom: "\"Connection refused\": nothing listens on the SSH port",
+    looks_at: "the ssh/sshd systemd unit: enabled, masked, socket activation, the sshd binary",
+};
+
+pub(crate) const LISTEN: CheckInfo = CheckInfo {
+    id: "sshd.listen",
+    area: Area::Ssh,
+    symptom: "\"Connection timed out\" or \"Connection refused\" on port 22",
+    looks_at: "Port and ListenAddress in the effective sshd configuration",
+};
+
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// The analysed configuration, when there is one that sshd accepts.
+fn analysis(ctx: &Context<'_>) -> Result<Option<sshd::Analysis>, CheckFailure> {
+    let main = sshd::DEFAULT_CONFIG_PATH;
+    let data = match ctx
+        .guest
+        .read_file(&GuestPath::new(main), MAX_CONFIG_FILE_BYTES)
+    {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (target, _) = guest_openssh(ctx);
+    let a = sshd::analyze(
+        main,
+        &data,
+        &target,
+        Some(&GuestIncludes(ctx)),
+        Limits::default(),
+    );
+    Ok((!a.fails()).then_some(a))
+}
+
+fn lstat(ctx: &Context<'_>, path: &str) -> Option<rescue_guest::Metadata> {
+    ctx.guest.symlink_metadata(&GuestPath::new(path)).ok()
+}
+
+/// `ListenStream=` ports of a socket unit and its drop-ins (the last
+/// assignment list wins; an empty assignment resets it).
+fn socket_ports(ctx: &Context<'_>, unit_path: &str, unit: &str) -> Vec<String> {
+    let mut files = vec![unit_path.to_owned()];
+    let dropins = format!("/etc/systemd/system/{unit}.d");
+    if let Ok(entries) = ctx
+        .guest
+        .read_dir(&GuestPath::new(&dropins), MAX_DIR_ENTRIES)
+    {
+        let mut names: Vec<String> = entries
+            .iter()
+            .map(|e| e.name_lossy())
+            .filter(|n| n.ends_with(".conf"))
+            .collect();
+        names.sort();
+        files.extend(names.into_iter().map(|n| format!("{dropins}/{n}")));
+    }
+    let mut ports = Vec::new();
+    for f in files {
+        let Ok(data) = ctx
+            .guest
+            .read_file(&GuestPath::new(&f), MAX_CONFIG_FILE_BYTES)
+        else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&data).lines() {
+            if let Some(v) = line.trim().strip_prefix("ListenStream=") {
+                let v = v.trim();
+                if v.is_empty() {
+                    ports.clear();
+                } else {
+                    // "22", "0.0.0.0:22", "[::]:2222"
+                    ports.push(v.rsplit(':').next().unwrap_or(v).to_owned());
+                }
+            }
+        }
+    }
+    ports
+}
+
+pub(crate) fn service(ctx: &Context<'_>) -> CheckResult {
+    if lstat(ctx, "/usr/lib/systemd/systemd").is_none()
+        && lstat(ctx, "/lib/systemd/systemd").is_none()
+    {
+        return Err(CheckFailure::NotApplicable(
+            "the guest does not boot with systemd".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let binary = ["/usr/sbin/sshd", "/usr/libexec/openssh/sshd"]
+        .into_iter()
+        .find(|p| {
+            ctx.guest
+                .metadata(&GuestPath::new(*p))
+                .is_ok_and(|m| m.is_file())
+        });
+    let units: Vec<(&str, String)> = ["ssh.service", "sshd.service"]
+        .iter()
+        .flat_map(|u| UNIT_DIRS.iter().map(move |d| (*u, format!("{d}/{u}"))))
+        .filter(|(_, p)| lstat(ctx, p).is_some())
+        .collect();
+    if units.is_empty() {
+        if binary.is_some() {
+            out.push(Finding::new(
+                &SERVICE,
+                Severity::Error,
+                "sshd unit",
+                "sshd is installed but no ssh.service or sshd.service unit exists",
+            ));
+        }
+        return Ok(out);
+    }
+    if binary.is_none() {
+        out.push(
+            Finding::new(&SERVICE, Severity::Error, "/usr/sbin/sshd", "the sshd program is missing: the unit cannot start it")
+                .symptom("\"Connection refused\"; ssh.service fails with \"Failed to execute /usr/sbin/sshd: No such file or directory\"")
+                .repair(Some(Repair {
+                    summary: "restore sshd".into(),
+                    edits: Vec::new(),
+                    manual: Some("reinstall openssh-server (see system.missing-files)".into()),
+                })),
+        );
+    }
+    // Masked: /etc/systemd/system/<unit> -> /dev/null.
+    for u in ["ssh.service", "sshd.service", "ssh.socket"] {
+        let p = format!("/etc/systemd/system/{u}");
+        if lstat(ctx, &p).is_some_and(|m| m.is_symlink())
+            && ctx
+                .guest
+                .read_link(&GuestPath::new(&p))
+                .is_ok_and(|t| t == b"/dev/null")
+        {
+            out.push(
+                Finding::new(
+                    &SERVICE,
+                    Severity::Error,
+                    u.to_owned(),
+                    format!("{u} is masked (linked to /dev/null): systemd will never start it"),
+                )
+                .evidence(Evidence::File {
+                    path: p.clone(),
+                    line: None,
+                    text: "-> /dev/null".into(),
+                })
+                .repair(Some(Repair {
+                    summary: format!("unmask {u}"),
+                    edits: vec![Edit::Unlink { path: p }],
+                    manual: None,
+                })),
+            );
+        }
+    }
+    // Enabled: a *.wants link to the service, or socket activation.
+    let wants = |unit: &str| -> Option<String> {
+        let dir = GuestPath::new("/etc/systemd/system");
+        let entries = ctx.guest.read_dir(&dir, MAX_DIR_ENTRIES).ok()?;
+        entries
+            .iter()
+            .map(|e| e.name_lossy())
+            .filter(|n| n.ends_with(".wants"))
+            .map(|n| format!("/etc/systemd/system/{n}/{unit}"))
+            .find(|p| lstat(ctx, p).is_some())
+    };
+    let service_enabled = wants("ssh.service").or_else(|| wants("sshd.service"));
+    let socket_enabled = wants("ssh.socket").or_else(|| wants("sshd.socket"));
+    if service_enabled.is_none() && socket_enabled.is_none() {
+        let (name, unit_path) = units
+            .iter()
+            .find(|(_, p)| !p.starts_with("/etc/"))
+            .cloned()
+            .unwrap_or_else(|| units[0].clone());
+        let link = format!("/etc/systemd/system/multi-user.target.wants/{name}");
+        out.push(
+            Finding::new(
+                &SERVICE,
+                Severity::Error,
+                name.to_owned(),
+                format!("{name} is not enabled: sshd does not start at boot"),
+            )
+            .evidence(Evidence::fact(format!(
+                "no /etc/systemd/system/*.wants/ link to {name} or ssh.socket"
+            )))
+            .repair(Some(Repair {
+                summary: format!("enable {name} (what `systemctl enable` does)"),
+                edits: vec![Edit::CreateSymlink {
+                    path: link,
+                    target: unit_path,
+                }],
+                manual: None,
+            })),
+        );
+    }
+    // Socket activation listens where the socket unit says, not sshd's Port.
+    if let Some(link) = socket_enabled {
+        let unit = link.rsplit('/').next().unwrap_or("ssh.socket").to_owned();
+        let unit_file = UNIT_DIRS
+            .iter()
+            .map(|d| format!("{d}/{unit}"))
+            .find(|p| lstat(ctx, p).is_some());
+        if let (Some(unit_file), Some(a)) = (unit_file, analysis(ctx)?) {
+            let sock = socket_ports(ctx, &unit_file, &unit);
+            let ports: Vec<String> = sshd::global_settings(&a)
+                .ports()
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            if !sock.is_empty() && sock != ports {
+                out.push(
+                    Finding::new(
+                        &SERVICE,
+                        Severity::Warning,
+                        unit.clone(),
+                        format!(
+                            "{unit} listens on port {} while sshd_config says Port {}: with socket activation the socket's port is the one that counts",
+                            sock.join(","),
+                            ports.join(",")
+                        ),
+                    )
+                    .evidence(Evidence::File { path: unit_file, line: None, text: format!("ListenStream={}", sock.join(",")) }),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn listen(ctx: &Context<'_>) -> CheckResult {
+    let Some(a) = analysis(ctx)? else {
+        return Ok(Vec::new());
+    };
+    let settings = sshd::global_settings(&a);
+    let mut out = Vec::new();
+    let ports = settings.ports();
+    if !ports.is_empty() && !ports.contains(&22) {
+        let list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        out.push(
+            Finding::new(
+                &LISTEN,
+                Severity::Warning,
+                "Port",
+                format!("sshd listens on port {} only: clients and the cloud firewall must use that port, not 22", list.join(", ")),
+            )
+            .symptom("\"Connection refused\" or \"Connection timed out\" on port 22")
+            .repair(Some(Repair {
+                summary: "allow the port in the cloud firewall and connect with ssh -p, or listen on 22 again".into(),
+                edits: Vec::new(),
+                manual: Some("fix --reset-listen (planned) restores Port 22".into()),
+            })),
+        );
+    }
+    let unusual: Vec<String> = settings
+        .listen_addresses()
+        .into_iter()
+        .filter(|a| {
+            let host = a
+                .trim_start_matches('[')
+                .split(&[']', ' '][..])
+                .next()
+                .unwrap_or(a);
+            let host = if host.matches(':').count() == 1 {
+                host.split(':').next().unwrap_or(host)
+            } else {
+                host
+            };
+            !matches!(
+                host,
+                "0.0.0.0" | "::" | "*" | "" | "localhost" | "127.0.0.1" | "::1"
+            )
+        })
+        .collect();
+    if !unusual.is_empty() {
+        out.push(
+            Finding::new(
+                &LISTEN,
+                Severity::Warning,
+                "ListenAddress",
+                format!(
+                    "sshd listens only on {}: if the VM does not get exactly that address (a new private IP after a move or re-create), sshd cannot bind and refuses every connection",
+                    unusual.join(", ")
+                ),
+            )
+            .repair(Some(Repair {
+                summary: "listen on all addresses".into(),
+                edits: Vec::new(),
+                manual: Some("fix --reset-listen (planned) comments out ListenAddress".into()),
+            })),
+        );
+    }
+    Ok(out)
+}

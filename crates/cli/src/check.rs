@@ -253,6 +253,9 @@ fn render_finding(s: &mut String, f: &Finding, style: &Style) {
                         "              chown {to_uid}:{to_gid} {path} (now {from_uid}:{from_gid})"
                     );
                 }
+                Edit::Unlink { path } => {
+                    let _ = writeln!(s, "              rm {path}");
+                }
                 Edit::CreateSymlink { path, target } => {
                     let _ = writeln!(s, "              ln -s {target} {path}");
                 }
