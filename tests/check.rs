@@ -962,7 +962,7 @@ fn sshd_config_typos_are_found_and_the_repair_satisfies_sshd() {
         .iter()
         .filter_map(|e| e["text"].as_str())
         .filter_map(|t| t.strip_prefix("sshd -t: "))
-        .last()
+        .next_back()
         .unwrap()
         .to_owned();
     assert!(said.contains(&ours), "sshd said {said:?}, we said {ours:?}");

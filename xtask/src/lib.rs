@@ -24,6 +24,7 @@ pub mod expect;
 pub mod fs_build;
 pub mod layout;
 pub mod lvm;
+pub mod real_guest;
 pub mod standins;
 pub mod tools;
 pub mod tree;

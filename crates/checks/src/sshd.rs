@@ -246,18 +246,6 @@ pub(crate) fn config_syntax(ctx: &Context<'_>) -> CheckResult {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::line_change;
-
-    #[test]
-    fn a_line_that_becomes_two() {
-        let (b, a) = line_change(b"a\nPort x\nc\n", b"a\n# why\n#Port x\nc\n", 2).unwrap();
-        assert_eq!(b, "Port x");
-        assert_eq!(a, "# why\n#Port x");
-    }
-}
-
 pub(crate) const SERVICE: CheckInfo = CheckInfo {
     id: "sshd.service",
     area: Area::Ssh,
@@ -553,4 +541,16 @@ pub(crate) fn listen(ctx: &Context<'_>) -> CheckResult {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_change;
+
+    #[test]
+    fn a_line_that_becomes_two() {
+        let (b, a) = line_change(b"a\nPort x\nc\n", b"a\n# why\n#Port x\nc\n", 2).unwrap();
+        assert_eq!(b, "Port x");
+        assert_eq!(a, "# why\n#Port x");
+    }
 }

@@ -9,14 +9,18 @@
 //! small multiple of their input. Each has a `fuzz_<name>` entry point that a
 //! mutation test drives.
 
+pub mod accounts;
+pub mod authorized_keys;
 pub mod bls;
 pub mod default_grub;
+pub mod firewall;
 pub mod fstab;
 pub mod grub_cfg;
 pub mod grubenv;
 pub mod os_release;
 pub mod shell;
 pub mod sshd;
+pub mod tcp_wrappers;
 mod text;
 pub mod version;
 
