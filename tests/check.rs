@@ -1036,3 +1036,178 @@ fn sshd_service_disabled_masked_and_listen() {
         .iter()
         .any(|f| f["cause"].as_str().unwrap().contains("10.1.2.3")));
 }
+
+/// Hostile guests: garbage in every configuration file, an sshd_config that
+/// Includes itself, a 2 GiB sshd_config and a directory loop. Each gives
+/// findings or a clear one-line error, within the memory and time limits,
+/// never a panic.
+#[test]
+fn hostile_guest_files() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut garbage = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    let files = [
+        "etc/fstab",
+        "etc/ssh/sshd_config",
+        "etc/passwd",
+        "etc/group",
+        "etc/shadow",
+        "etc/hosts.deny",
+        "etc/default/grub",
+        "boot/grub/grub.cfg",
+        "boot/grub/grubenv",
+        "var/lib/dpkg/status",
+        "var/log/auth.log",
+    ];
+    let blobs: Vec<Vec<u8>> = files.iter().map(|_| garbage(8192)).collect();
+    let custom = xtask::build_custom("garbage", "gpt-debian", |c| {
+        for (f, b) in files.iter().zip(&blobs) {
+            c.tree().write(f, b)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let run = run_limited(&["check", "--json", custom.raw.to_str().unwrap()]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        run.code == 1 || run.code == 2,
+        "code {}: {}",
+        run.code,
+        run.stderr
+    );
+    if run.code == 2 {
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+
+    let custom = xtask::build_custom("include-loop", "gpt-debian", |c| {
+        c.tree().append(
+            "etc/ssh/sshd_config.d/50-cloud-init.conf",
+            "Include /etc/ssh/sshd_config\n",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    let run = run_limited(&["check", "--json", custom.raw.to_str().unwrap()]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let report = run.json();
+    let f = findings(&report, "sshd.config-syntax");
+    assert!(!f.is_empty(), "an Include loop stops sshd: {report:#}");
+    assert!(
+        f[0].to_string()
+            .contains("Too many recursive configuration includes"),
+        "{:#}",
+        f[0]
+    );
+
+    let custom = xtask::build_custom("huge-sshd-config", "gpt-debian", |c| {
+        // A sparse 2 GiB file: the inode claims it, the image stays small.
+        let p = c.tree().path("etc/ssh/sshd_config")?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)?
+            .set_len(2 << 30)?;
+        Ok(())
+    })
+    .unwrap();
+    let run = run_limited(&["check", custom.raw.to_str().unwrap()]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("sshd_config") && run.stderr.contains("2147483648"),
+        "{}",
+        run.stderr
+    );
+
+    let custom = xtask::build_custom("dir-loop", "gpt-debian", |c| {
+        // A second name for /etc inside /etc/ssh: a directory cycle.
+        c.root_fs_debugfs("link /etc /etc/ssh/loop");
+        Ok(())
+    })
+    .unwrap();
+    let run = run_limited(&["check", "--json", custom.raw.to_str().unwrap()]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+}
+
+/// The same crash-consistent snapshot without metadata_csum, where
+/// ext4-view alone refuses a dirty journal: our replay makes it readable.
+#[test]
+fn dirty_journal_without_metadata_csum() {
+    if !is_root() {
+        assert!(
+            !xtask::require_tools(),
+            "this test needs root to loop-mount (RESCUE_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: dirty journal test needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=12\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/fstab"), "LABEL=root / ext4 defaults 0 1\n").unwrap();
+    let image = dir.path().join("disk.raw");
+    let mkfs = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-O", "^metadata_csum", "-L", "root", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("32M")
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let mnt = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("mount")
+        .args(["-o", "rw,loop"])
+        .arg(&image)
+        .arg(mnt.path())
+        .status()
+        .unwrap()
+        .success());
+    let mounted = Mounted(mnt);
+    let fstab = mounted.0.path().join("etc/fstab");
+    std::fs::write(&fstab, "LABEL=root / ext4 defaults 0 1\nUUID=0badc0de-0000-4000-8000-000000000000 /data ext4 defaults 0 2\n").unwrap();
+    std::fs::File::open(&fstab).unwrap().sync_all().unwrap();
+    let snapshot = dir.path().join("snapshot.raw");
+    assert!(std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&image)
+        .arg(&snapshot)
+        .status()
+        .unwrap()
+        .success());
+    drop(mounted);
+
+    let report = inspect_json(&snapshot);
+    let disk = &report["volumes"][0];
+    assert_eq!(
+        disk["probe"]["ext"]["needs_recovery"], true,
+        "the copy must be dirty"
+    );
+    assert!(!disk["probe"]["ext"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "metadata_csum"));
+    let (_, checked) = check_json(&snapshot, &[]);
+    let missing = findings(&checked, "fstab.missing-source");
+    assert_eq!(missing.len(), 1, "{checked:#}");
+    assert!(missing[0]["evidence"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("/data"));
+}
