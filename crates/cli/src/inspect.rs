@@ -131,13 +131,6 @@ pub fn run(args: &InspectArgs, style: &Style) -> Result<Outcome> {
         out.write_all(text.as_bytes())?;
     }
     out.flush()?;
-    let stats = rescue_io::stats::read_stats();
-    tracing::info!(
-        "read {} bytes from the host in {} reads ({})",
-        stats.bytes,
-        stats.reads,
-        human_size(stats.bytes)
-    );
     Ok(Outcome::Ok)
 }
 

@@ -33,6 +33,13 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, &style),
         Command::Checks(args) => check::list(args, &style),
     };
+    let stats = rescue_io::stats::read_stats();
+    tracing::info!(
+        "read {} bytes from the host in {} reads ({})",
+        stats.bytes,
+        stats.reads,
+        inspect::human_size(stats.bytes)
+    );
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
