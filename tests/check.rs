@@ -38,6 +38,13 @@ fn variant(
     }
     let custom = xtask::build_custom(name, layout, edit).expect("building the broken variant");
     let (code, report) = check_json(&custom.raw, &[]);
+    // The same variant as qcow2 gives the same verdicts.
+    let (qcode, qreport) = check_json(&custom.qcow2().expect("qemu-img convert"), &[]);
+    assert_eq!(qcode, code, "{name}: raw and qcow2 exit codes differ");
+    assert_eq!(
+        qreport["findings"], report["findings"],
+        "{name}: raw and qcow2 findings differ"
+    );
     Some((code, report, custom))
 }
 
@@ -1210,4 +1217,23 @@ fn dirty_journal_without_metadata_csum() {
         .as_str()
         .unwrap()
         .contains("/data"));
+}
+
+#[test]
+fn no_serial_console_is_a_note() {
+    let Some((code, report, _c)) = variant("no-serial", "gpt-debian", |c| {
+        c.tree().replace(
+            "boot/grub/grub.cfg",
+            "ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0",
+            "ro quiet",
+        )?;
+        Ok(())
+    }) else {
+        return;
+    };
+    // A note does not change the exit status.
+    assert_eq!(code, 0, "{report:#}");
+    let f = findings(&report, "boot.serial-console");
+    assert_eq!(f.len(), 1, "{report:#}");
+    assert_eq!(f[0]["severity"], "info");
 }
