@@ -133,6 +133,16 @@ const SIGNATURES: &[Signature] = &[
         meaning: "a host key could not be loaded",
     },
     Signature {
+        text: "Unable to load host key",
+        checks: &["sshd.host-keys"],
+        meaning: "a host key could not be loaded",
+    },
+    Signature {
+        text: "avc:  denied",
+        checks: &["ssh.selinux-label"],
+        meaning: "SELinux denied an access",
+    },
+    Signature {
         text: "UNPROTECTED PRIVATE KEY FILE",
         checks: &["sshd.host-keys"],
         meaning: "a host key is readable by others",

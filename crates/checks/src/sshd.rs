@@ -267,7 +267,7 @@ const UNIT_DIRS: &[&str] = &[
 ];
 
 /// The analysed configuration, when there is one that sshd accepts.
-fn analysis(ctx: &Context<'_>) -> Result<Option<sshd::Analysis>, CheckFailure> {
+pub(crate) fn analysis(ctx: &Context<'_>) -> Result<Option<sshd::Analysis>, CheckFailure> {
     let main = sshd::DEFAULT_CONFIG_PATH;
     let data = match ctx
         .guest
