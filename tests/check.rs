@@ -6,47 +6,9 @@
 mod support;
 
 use serde_json::Value;
+use support::checking::*;
 use support::*;
 use xtask::Format;
-
-fn check_json(path: &std::path::Path, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec!["check", "--json", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let run = run_limited(&args);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    (run.code, run.json())
-}
-
-fn findings<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == id)
-        .collect()
-}
-
-/// Builds a variant of `layout` with `edit`, runs `check --json` on it and
-/// returns the exit code and the report.
-fn variant(
-    name: &str,
-    layout: &str,
-    edit: impl FnOnce(&mut xtask::Customize) -> anyhow::Result<()>,
-) -> Option<(i32, Value, xtask::Custom)> {
-    if !layout_available(layout) {
-        return None;
-    }
-    let custom = xtask::build_custom(name, layout, edit).expect("building the broken variant");
-    let (code, report) = check_json(&custom.raw, &[]);
-    // The same variant as qcow2 gives the same verdicts.
-    let (qcode, qreport) = check_json(&custom.qcow2().expect("qemu-img convert"), &[]);
-    assert_eq!(qcode, code, "{name}: raw and qcow2 exit codes differ");
-    assert_eq!(
-        qreport["findings"], report["findings"],
-        "{name}: raw and qcow2 findings differ"
-    );
-    Some((code, report, custom))
-}
 
 #[test]
 fn healthy_guests_have_no_findings() {

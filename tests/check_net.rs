@@ -13,24 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use support::checking::*;
 use support::*;
-
-fn check_json(path: &Path, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec!["check", "--json", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let run = run_limited(&args);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    (run.code, run.json())
-}
-
-fn findings<'a>(report: &'a Value, id: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["check"] == id)
-        .collect()
-}
 
 fn ran(report: &Value, id: &str) -> bool {
     report["ran"].as_array().unwrap().iter().any(|r| r == id)
@@ -43,21 +27,6 @@ fn skipped<'a>(report: &'a Value, id: &str) -> Option<&'a str> {
         .iter()
         .find(|s| s["check"] == id)
         .and_then(|s| s["message"].as_str())
-}
-
-/// Builds a variant of `layout` with `edit`, runs `check --json` on it and
-/// returns the exit code and the report.
-fn variant(
-    name: &str,
-    layout: &str,
-    edit: impl FnOnce(&mut xtask::Customize) -> anyhow::Result<()>,
-) -> Option<(i32, Value, xtask::Custom)> {
-    if !layout_available(layout) {
-        return None;
-    }
-    let custom = xtask::build_custom(name, layout, edit).expect("building the broken variant");
-    let (code, report) = check_json(&custom.raw, &[]);
-    Some((code, report, custom))
 }
 
 /// True when `tool --flag` runs; otherwise skips loudly, or fails under

@@ -26,6 +26,16 @@
 //! machine running the check (used for account and key expiry), and each
 //! finding that depends on it says so.
 //!
+//! Users examined: `--user NAME` only; otherwise every account with a key
+//! file of its own at its AuthorizedKeysFile path (or at
+//! `~/.ssh/authorized_keys` when AuthorizedKeysFile points elsewhere), or
+//! with a login shell and a home under /home (at most [`MAX_USERS`]).
+//!
+//! Not modelled: POSIX ACLs on the key path (only the mode bits are read),
+//! PAM modules other than pam_unix's account stage and pam_nologin, the
+//! glob expansion of AuthorizedKeysFile in OpenSSH 10 (paths are taken
+//! literally), certificates and AuthorizedKeysCommand (only noted).
+//!
 //! Must never: read anything but the guest (users, groups and ids come from
 //! the guest's own files), report a user refused when sshd would accept, or
 //! examine an unbounded number of users, files or lines.
@@ -42,10 +52,10 @@ use rescue_config::authorized_keys::{
     OptionName, Refusal,
 };
 use rescue_config::sshd::{
-    self, Access, Analysis, Connection, Distro, IncludeSource, Limits, PermitRootLogin, Settings,
-    SshdConfig, Target, Tri,
+    self, Access, Analysis, Connection, Distro, Limits, PermitRootLogin, Settings, SshdConfig,
+    Target, Tri,
 };
-use rescue_guest::{GuestPath, Metadata, MAX_CONFIG_FILE_BYTES, MAX_DIR_ENTRIES};
+use rescue_guest::{GuestPath, Metadata, MAX_CONFIG_FILE_BYTES};
 use rescue_io::ErrorKind;
 
 use crate::edit::{Edit, Repair};
@@ -117,33 +127,6 @@ const ACCESS_SETTINGS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // The survey: what all three checks read.
 
-/// sshd's Include resolution inside the guest.
-struct GuestIncludes<'a, 'b>(&'a Context<'b>);
-
-impl IncludeSource for GuestIncludes<'_, '_> {
-    fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        self.0
-            .guest
-            .read_file(&GuestPath::new(path), MAX_CONFIG_FILE_BYTES)
-            .map_err(|e| match e.kind() {
-                ErrorKind::NotFound => "No such file or directory".to_owned(),
-                _ => e.to_string(),
-            })
-    }
-
-    fn glob(&self, pattern: &str) -> Vec<String> {
-        let list = |dir: &str| {
-            self.0
-                .guest
-                .read_dir(&GuestPath::new(dir), MAX_DIR_ENTRIES)
-                .ok()
-                .map(|entries| entries.iter().map(|e| e.name_lossy()).collect())
-        };
-        let exists = |p: &str| self.0.guest.exists(&GuestPath::new(p)).unwrap_or(false);
-        sshd::glob_with(pattern, &list, &exists)
-    }
-}
-
 /// The guest's accounts and sshd configuration.
 struct Survey {
     passwd: Passwd,
@@ -191,7 +174,7 @@ impl Survey {
             main,
             &config,
             &target,
-            Some(&GuestIncludes(ctx)),
+            Some(&crate::sshd::GuestIncludes(ctx)),
             Limits::default(),
         );
         if analysis.fails() {

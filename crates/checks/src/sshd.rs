@@ -94,7 +94,7 @@ pub(crate) fn guest_openssh(ctx: &Context<'_>) -> (Target, String) {
 }
 
 /// sshd's Include resolution inside the guest.
-struct GuestIncludes<'a, 'b>(&'a Context<'b>);
+pub(crate) struct GuestIncludes<'a, 'b>(pub(crate) &'a Context<'b>);
 
 impl IncludeSource for GuestIncludes<'_, '_> {
     fn read(&self, path: &str) -> Result<Vec<u8>, String> {

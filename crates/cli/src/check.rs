@@ -356,14 +356,16 @@ fn render_human(doc: &CheckReport, style: &Style) -> String {
             String::new()
         }
     );
-    let _ = writeln!(
-        s,
-        "{}",
-        style.dim(&format!(
-            "not yet implemented: {}",
-            doc.not_yet_implemented.join(", ")
-        ))
-    );
+    if !doc.not_yet_implemented.is_empty() {
+        let _ = writeln!(
+            s,
+            "{}",
+            style.dim(&format!(
+                "not yet implemented: {}",
+                doc.not_yet_implemented.join(", ")
+            ))
+        );
+    }
     s
 }
 
@@ -398,11 +400,13 @@ pub fn list(args: &ChecksArgs, style: &Style) -> Result<Outcome> {
                 style.dim(&format!("looks at: {}", info.looks_at))
             )?;
         }
-        writeln!(
-            out,
-            "\nnot yet implemented: {}",
-            rescue_checks::PLANNED.join(", ")
-        )?;
+        if !rescue_checks::PLANNED.is_empty() {
+            writeln!(
+                out,
+                "\nnot yet implemented: {}",
+                rescue_checks::PLANNED.join(", ")
+            )?;
+        }
     }
     out.flush()?;
     Ok(Outcome::Ok)
