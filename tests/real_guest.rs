@@ -417,3 +417,20 @@ fn inspect_reads_the_real_guest_qcow2() {
     }
     check_inspect(Format::Qcow2);
 }
+
+/// `check` on a real, healthy Debian 12 that boots and lets root in: the
+/// catalogue must find nothing wrong (no false positives on a real guest).
+#[test]
+fn check_finds_nothing_wrong_on_the_real_guest() {
+    if !enabled("check_finds_nothing_wrong_on_the_real_guest") {
+        return;
+    }
+    for format in [Format::Raw, Format::Qcow2] {
+        let path = image().path(format);
+        let run = run(&["check", "--json", path.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        let report = run.json();
+        assert_eq!(report["findings"], Value::Array(vec![]), "{report:#}");
+        assert_eq!(report["errors"], Value::Array(vec![]), "{report:#}");
+    }
+}

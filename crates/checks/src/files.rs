@@ -2,9 +2,10 @@
 //! directories a system needs to run (`/usr/bin`, `/usr/sbin`, `/usr/lib*`
 //! and their usrmerge aliases), from the guest's own dpkg database.
 //!
-//! Existence and size are checked for every packaged file in those
-//! directories (metadata only: cost grows with the number of files, not
-//! their size). Digests are verified for the few files without which
+//! Presence is checked for every packaged file in those directories, from
+//! one listing per directory; emptiness for the programs in the bin
+//! directories (one inode lookup each); cost grows with the number of
+//! directories and programs, not with file sizes. Digests are verified for the few files without which
 //! nothing runs (the dynamic loader, libc, the shells, sshd, init), which
 //! keeps the check fast while catching a truncated or replaced core file.
 //!
@@ -113,8 +114,46 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Directories whose files are also checked for being empty (programs):
+/// looking up each file's inode costs a directory search, so the large
+/// library directories are checked for presence from one listing only.
+const SIZE_CHECKED: &[&str] = &["/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/"];
+
+/// Directory listings, each read once: name sets by directory path, `None`
+/// for a directory that cannot be listed (missing).
+#[derive(Default)]
+struct Listings(std::collections::HashMap<String, Option<std::collections::HashSet<Vec<u8>>>>);
+
+impl Listings {
+    /// Whether `path` has an entry in its parent directory's listing.
+    fn contains(&mut self, ctx: &Context<'_>, path: &str) -> bool {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let names = self.0.entry(dir.to_owned()).or_insert_with(|| {
+            ctx.guest
+                .read_dir(&GuestPath::new(dir), MAX_DIR_ENTRIES)
+                .ok()
+                .map(|entries| entries.into_iter().map(|e| e.name).collect())
+        });
+        names.as_ref().is_some_and(|n| n.contains(name.as_bytes()))
+    }
+}
+
 /// What is wrong with one packaged file, if anything.
-fn problem(ctx: &Context<'_>, path: &str, md5: &str) -> Result<Option<String>, rescue_io::Error> {
+fn problem(
+    ctx: &Context<'_>,
+    listings: &mut Listings,
+    path: &str,
+    md5: &str,
+) -> Result<Option<String>, rescue_io::Error> {
+    if !listings.contains(ctx, path) {
+        return Ok(Some(format!("{path} is missing")));
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let critical = CRITICAL.contains(&name);
+    if !critical && !SIZE_CHECKED.iter().any(|d| path.starts_with(d)) {
+        return Ok(None);
+    }
     let gp = GuestPath::new(path);
     let meta = match ctx.guest.metadata(&gp) {
         Ok(m) => m,
@@ -128,8 +167,7 @@ fn problem(ctx: &Context<'_>, path: &str, md5: &str) -> Result<Option<String>, r
     if meta.size_in_bytes == 0 && md5 != EMPTY_MD5 {
         return Ok(Some(format!("{path} is empty")));
     }
-    let name = path.rsplit('/').next().unwrap_or(path);
-    if CRITICAL.contains(&name) && meta.size_in_bytes <= MAX_DIGEST_BYTES {
+    if critical && meta.size_in_bytes <= MAX_DIGEST_BYTES {
         let data = ctx.guest.read_file(&gp, MAX_DIGEST_BYTES)?;
         let digest = hex(&Md5::digest(&data));
         if !digest.eq_ignore_ascii_case(md5) {
@@ -189,6 +227,7 @@ pub(crate) fn missing_files(ctx: &Context<'_>) -> CheckResult {
     }
 
     let status = String::from_utf8_lossy(&status);
+    let mut listings = Listings::default();
     for pkg in installed(&status) {
         let mut names = vec![pkg.name.clone()];
         if let Some(a) = &pkg.arch {
@@ -214,7 +253,7 @@ pub(crate) fn missing_files(ctx: &Context<'_>) -> CheckResult {
             if !WATCHED.iter().any(|w| path.starts_with(w)) {
                 continue;
             }
-            if let Some(p) = problem(ctx, &format!("/{path}"), md5.trim())? {
+            if let Some(p) = problem(ctx, &mut listings, &format!("/{path}"), md5.trim())? {
                 problems.push(p);
             }
         }
