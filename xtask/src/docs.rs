@@ -64,6 +64,19 @@ mod tests {
             bash.contains("inspect") && bash.contains("--format"),
             "{bash}"
         );
-        assert_eq!(files.len(), 2 + 5);
+        let pages = 1 + rescue_disk::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .count();
+        assert!(pages >= 4, "inspect, check and checks at least");
+        assert_eq!(files.len(), pages + 5);
+        for sub in ["inspect", "check", "checks"] {
+            assert!(
+                dir.path()
+                    .join(format!("man1/rescue-disk-{sub}.1"))
+                    .exists(),
+                "{sub}"
+            );
+        }
     }
 }
