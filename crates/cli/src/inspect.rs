@@ -85,6 +85,12 @@ pub fn open_target(args: &TargetArgs) -> Result<Opened> {
 /// Runs `inspect`.
 pub fn run(args: &InspectArgs, style: &Style) -> Result<Outcome> {
     let path = args.target.target.display().to_string();
+    if std::fs::metadata(&args.target.target).is_ok_and(|m| m.is_dir()) {
+        bail!(
+            "{path} is a directory, not a disk image or block device: inspect reads disks; \
+             to diagnose a guest tree you mounted yourself, run `rescue-disk check {path}`"
+        );
+    }
     let opened = open_target(&args.target)?;
     let disk = rescue_volumes::discover(opened.device.clone())
         .with_context(|| format!("discovering volumes on {path}"))?;
