@@ -17,7 +17,9 @@ use rescue_guest::{GuestPath, MAX_CONFIG_FILE_BYTES, MAX_DIR_ENTRIES};
 use rescue_io::ErrorKind;
 
 use crate::edit::{Edit, Repair};
-use crate::{Area, CheckFailure, CheckInfo, CheckResult, Context, Evidence, Finding, Severity};
+use crate::{
+    guest_db, Area, CheckFailure, CheckInfo, CheckResult, Context, Evidence, Finding, Severity,
+};
 
 pub(crate) const MISSING_FILES: CheckInfo = CheckInfo {
     id: "system.missing-files",
@@ -26,7 +28,6 @@ pub(crate) const MISSING_FILES: CheckInfo = CheckInfo {
     looks_at: "files of installed dpkg packages under /usr/bin, /usr/sbin, /usr/lib*, and the usrmerge links",
 };
 
-const STATUS: &str = "/var/lib/dpkg/status";
 const INFO: &str = "/var/lib/dpkg/info";
 /// Directories whose packaged files must be present.
 const WATCHED: &[&str] = &[
@@ -75,28 +76,16 @@ struct Package {
 /// Installed packages from the dpkg status file (stanzas with
 /// `Status: install ok installed`).
 fn installed(status: &str) -> Vec<Package> {
-    let mut out = Vec::new();
-    for stanza in status.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix(':'))
-                    .map(|v| v.trim().to_owned())
+    guest_db::stanzas(status)
+        .filter(|s| s.is_installed())
+        .filter_map(|s| {
+            Some(Package {
+                name: s.field("Package")?.to_owned(),
+                arch: s.field("Architecture").map(str::to_owned),
+                multi_arch_same: s.field("Multi-Arch") == Some("same"),
             })
-        };
-        let (Some(name), Some(state)) = (field("Package"), field("Status")) else {
-            continue;
-        };
-        if !state.ends_with(" installed") {
-            continue;
-        }
-        out.push(Package {
-            name,
-            arch: field("Architecture"),
-            multi_arch_same: field("Multi-Arch").as_deref() == Some("same"),
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 fn read_optional(ctx: &Context<'_>, path: &str) -> Result<Option<Vec<u8>>, rescue_io::Error> {
@@ -180,7 +169,7 @@ fn problem(
 }
 
 pub(crate) fn missing_files(ctx: &Context<'_>) -> CheckResult {
-    let Some(status) = read_optional(ctx, STATUS)? else {
+    let Some(status) = guest_db::dpkg_status(ctx)? else {
         return Err(CheckFailure::NotApplicable(
             "no dpkg database (/var/lib/dpkg/status); reading the rpm database is not implemented yet".into(),
         ));
@@ -226,7 +215,6 @@ pub(crate) fn missing_files(ctx: &Context<'_>) -> CheckResult {
         }
     }
 
-    let status = String::from_utf8_lossy(&status);
     let mut listings = Listings::default();
     for pkg in installed(&status) {
         let mut names = vec![pkg.name.clone()];

@@ -17,6 +17,7 @@ pub mod edit;
 mod files;
 mod fs;
 mod fstab;
+mod guest_db;
 mod hostkeys;
 mod logs;
 mod network;

@@ -23,6 +23,7 @@ use rescue_guest::{GuestPath, MAX_CONFIG_FILE_BYTES, MAX_DIR_ENTRIES};
 use rescue_io::ErrorKind;
 
 use crate::edit::{apply_line_edits, Edit, Repair};
+use crate::guest_db;
 use crate::{Area, CheckFailure, CheckInfo, CheckResult, Context, Evidence, Finding, Severity};
 
 pub(crate) const TCP_WRAPPERS: CheckInfo = CheckInfo {
@@ -168,34 +169,19 @@ fn sshd_uses_libwrap(ctx: &Context<'_>) -> Result<String, String> {
     }
     // dpkg-shlibdeps derives the package's Depends from the binary's
     // DT_NEEDED entries: libwrap0 there means the binary links it.
-    if let Ok(status) = ctx.guest.read_file(
-        &GuestPath::new("/var/lib/dpkg/status"),
-        MAX_CONFIG_FILE_BYTES,
-    ) {
-        let status = String::from_utf8_lossy(&status);
-        for stanza in status.split("\n\n") {
-            let installed = stanza
-                .lines()
-                .any(|l| l.trim_end() == "Package: openssh-server")
-                && stanza
-                    .lines()
-                    .any(|l| l.starts_with("Status:") && l.trim_end().ends_with(" installed"));
-            if !installed {
-                continue;
-            }
-            let depends_libwrap = stanza
-                .lines()
-                .find_map(|l| l.strip_prefix("Depends:"))
-                .is_some_and(|d| {
-                    d.split(',')
-                        .any(|dep| dep.split_whitespace().next() == Some("libwrap0"))
-                });
-            if depends_libwrap {
-                return Ok(
-                    "the installed openssh-server package depends on libwrap0 (/var/lib/dpkg/status)"
-                        .into(),
-                );
-            }
+    if let Ok(Some(status)) = guest_db::dpkg_status(ctx) {
+        let depends_libwrap = guest_db::package(&status, "openssh-server")
+            .filter(|p| p.is_installed())
+            .and_then(|p| p.field("Depends"))
+            .is_some_and(|d| {
+                d.split(',')
+                    .any(|dep| dep.split_whitespace().next() == Some("libwrap0"))
+            });
+        if depends_libwrap {
+            return Ok(
+                "the installed openssh-server package depends on libwrap0 (/var/lib/dpkg/status)"
+                    .into(),
+            );
         }
     }
     match seen {
@@ -537,12 +523,6 @@ pub(crate) fn tcp_wrappers(ctx: &Context<'_>) -> CheckResult {
 // ---------------------------------------------------------------------------
 // net.guest-firewall
 
-const UNIT_DIRS: &[&str] = &[
-    "/etc/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
-
 /// The `/etc/systemd/system/*.wants/<unit>` link that enables `unit`, unless
 /// the unit is masked.
 fn unit_enabled(ctx: &Context<'_>, unit: &str) -> Option<String> {
@@ -554,19 +534,12 @@ fn unit_enabled(ctx: &Context<'_>, unit: &str) -> Option<String> {
     {
         return None;
     }
-    let dir = GuestPath::new("/etc/systemd/system");
-    let entries = ctx.guest.read_dir(&dir, MAX_DIR_ENTRIES).ok()?;
-    entries
-        .iter()
-        .map(|e| e.name_lossy())
-        .filter(|n| n.ends_with(".wants"))
-        .map(|n| format!("/etc/systemd/system/{n}/{unit}"))
-        .find(|p| ctx.guest.symlink_metadata(&GuestPath::new(p)).is_ok())
+    guest_db::wants_link(ctx, unit)
 }
 
 /// The file `nft -f` loads in the unit's ExecStart, if it says.
 fn nft_file_from_unit(ctx: &Context<'_>) -> Option<String> {
-    let unit = UNIT_DIRS.iter().find_map(|d| {
+    let unit = guest_db::UNIT_DIRS.iter().find_map(|d| {
         ctx.guest
             .read_file(
                 &GuestPath::new(format!("{d}/nftables.service")),

@@ -17,6 +17,7 @@ use rescue_guest::{GuestPath, MAX_CONFIG_FILE_BYTES, MAX_DIR_ENTRIES};
 use rescue_io::ErrorKind;
 
 use crate::edit::{Edit, Repair};
+use crate::guest_db;
 use crate::{Area, CheckFailure, CheckInfo, CheckResult, Context, Evidence, Finding, Severity};
 
 pub(crate) const CONFIG_SYNTAX: CheckInfo = CheckInfo {
@@ -37,29 +38,14 @@ pub(crate) fn guest_openssh(ctx: &Context<'_>) -> (Target, String) {
         _ => Distro::Upstream,
     };
     // dpkg: the openssh-server stanza's Version.
-    if let Ok(status) = ctx.guest.read_file(
-        &GuestPath::new("/var/lib/dpkg/status"),
-        MAX_CONFIG_FILE_BYTES,
-    ) {
-        let status = String::from_utf8_lossy(&status);
-        for stanza in status.split("\n\n") {
-            if !stanza
-                .lines()
-                .any(|l| l.trim_end() == "Package: openssh-server")
-            {
-                continue;
-            }
-            if let Some(v) = stanza
-                .lines()
-                .find_map(|l| l.strip_prefix("Version:"))
-                .map(str::trim)
-            {
-                if let Some(version) = OpensshVersion::from_package_version(v) {
-                    return (
-                        Target::new(version, distro),
-                        format!("openssh-server {v} (dpkg)"),
-                    );
-                }
+    if let Ok(Some(status)) = guest_db::dpkg_status(ctx) {
+        let version = guest_db::package(&status, "openssh-server").and_then(|p| p.field("Version"));
+        if let Some(v) = version {
+            if let Some(version) = OpensshVersion::from_package_version(v) {
+                return (
+                    Target::new(version, distro),
+                    format!("openssh-server {v} (dpkg)"),
+                );
             }
         }
     }
@@ -260,12 +246,6 @@ pub(crate) const LISTEN: CheckInfo = CheckInfo {
     looks_at: "Port and ListenAddress in the effective sshd configuration",
 };
 
-const UNIT_DIRS: &[&str] = &[
-    "/etc/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
-
 /// The analysed configuration, when there is one that sshd accepts.
 pub(crate) fn analysis(ctx: &Context<'_>) -> Result<Option<sshd::Analysis>, CheckFailure> {
     let main = sshd::DEFAULT_CONFIG_PATH;
@@ -350,7 +330,11 @@ pub(crate) fn service(ctx: &Context<'_>) -> CheckResult {
         });
     let units: Vec<(&str, String)> = ["ssh.service", "sshd.service"]
         .iter()
-        .flat_map(|u| UNIT_DIRS.iter().map(move |d| (*u, format!("{d}/{u}"))))
+        .flat_map(|u| {
+            guest_db::UNIT_DIRS
+                .iter()
+                .map(move |d| (*u, format!("{d}/{u}")))
+        })
         .filter(|(_, p)| lstat(ctx, p).is_some())
         .collect();
     if units.is_empty() {
@@ -405,16 +389,7 @@ pub(crate) fn service(ctx: &Context<'_>) -> CheckResult {
         }
     }
     // Enabled: a *.wants link to the service, or socket activation.
-    let wants = |unit: &str| -> Option<String> {
-        let dir = GuestPath::new("/etc/systemd/system");
-        let entries = ctx.guest.read_dir(&dir, MAX_DIR_ENTRIES).ok()?;
-        entries
-            .iter()
-            .map(|e| e.name_lossy())
-            .filter(|n| n.ends_with(".wants"))
-            .map(|n| format!("/etc/systemd/system/{n}/{unit}"))
-            .find(|p| lstat(ctx, p).is_some())
-    };
+    let wants = |unit: &str| guest_db::wants_link(ctx, unit);
     let service_enabled = wants("ssh.service").or_else(|| wants("sshd.service"));
     let socket_enabled = wants("ssh.socket").or_else(|| wants("sshd.socket"));
     if service_enabled.is_none() && socket_enabled.is_none() {
@@ -447,7 +422,7 @@ pub(crate) fn service(ctx: &Context<'_>) -> CheckResult {
     // Socket activation listens where the socket unit says, not sshd's Port.
     if let Some(link) = socket_enabled {
         let unit = link.rsplit('/').next().unwrap_or("ssh.socket").to_owned();
-        let unit_file = UNIT_DIRS
+        let unit_file = guest_db::UNIT_DIRS
             .iter()
             .map(|d| format!("{d}/{unit}"))
             .find(|p| lstat(ctx, p).is_some());
