@@ -7,12 +7,15 @@
 //! cargo xtask standins               regenerate the binary stand-ins of the trees
 //! cargo xtask md5sums                recompute the dpkg digests of the Debian tree
 //! cargo xtask bench                  time `inspect` on a 20 GiB guest (docs/PERFORMANCE.md)
+//! cargo xtask bench-write [RUNS]     time replacing /etc/fstab in that guest, five ways (root)
 //! cargo xtask man [DIR]              man pages and shell completions (default target/dist)
 //! cargo xtask real-guest ...         real Debian 12 guest: build (root), boot under qemu + ssh
 //! ```
 //!
 //! Must never: modify committed files except through `demo`, `standins`
 //! and `md5sums`, which exist for that purpose.
+
+mod bench_write;
 
 use std::io::Read;
 use std::path::Path;
@@ -29,6 +32,7 @@ commands:
   standins              regenerate the binary stand-ins in fixtures/trees
   md5sums               recompute dpkg md5sums/conffile digests of fixtures/trees/debian12
   bench [RUNS]          build the 20 GiB big-debian guest and time release `inspect` on it
+  bench-write [RUNS]    time replacing /etc/fstab in big-debian: put, debugfs -w, loop mounts (root)
   man [DIR]             write man pages (DIR/man1) and completions (DIR/completions); DIR defaults to <target>/dist
   real-guest build|boot|tools  real Debian 12 guest image (mmdebstrap, root) and qemu+ssh boots (`real-guest help`)";
 
@@ -48,6 +52,7 @@ fn run() -> Result<()> {
         Some("standins") => standins(),
         Some("md5sums") => md5sums(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("bench-write") => bench_write::run(args.get(1).map(String::as_str)),
         Some("man") => man(args.get(1).map(String::as_str)),
         Some("real-guest") => xtask::real_guest::cli(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

@@ -283,16 +283,31 @@ pub(crate) fn unstable_device(ctx: &Context<'_>) -> CheckResult {
                     _ => "no filesystem with a UUID is at that position on this disk".to_owned(),
                 };
                 let already_nofail = entry.has_option("nofail");
+                // With nofail, local-fs.target only wants the mount: boot
+                // goes on without it, so what remains is information.
+                let severity = if already_nofail {
+                    Severity::Info
+                } else if entry.is_swap() {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                };
                 let f = Finding::new(
                     &UNSTABLE_DEVICE,
-                    if already_nofail || entry.is_swap() { Severity::Warning } else { Severity::Error },
+                    severity,
                     subject,
                     format!("{} names a kernel device that is not on this disk: {why}", entry.spec.value),
                 )
-                .symptom(format!(
-                    "\"Welcome to emergency mode\"; \"Timed out waiting for device {}\"; \"Dependency failed for {mount}\"",
-                    entry.spec.value
-                ));
+                .symptom(if already_nofail {
+                    format!(
+                        "boot continues without {mount} (nofail); the log shows \"Dependency failed for {mount}\""
+                    )
+                } else {
+                    format!(
+                        "\"Welcome to emergency mode\"; \"Timed out waiting for device {}\"; \"Dependency failed for {mount}\"",
+                        entry.spec.value
+                    )
+                });
                 if already_nofail {
                     f
                 } else if is_essential(mount) {
@@ -365,11 +380,14 @@ pub(crate) fn missing_source(ctx: &Context<'_>) -> CheckResult {
         let already_nofail = entry.has_option("nofail");
         let mut f = Finding::new(
             &MISSING_SOURCE,
-            if already_nofail { Severity::Warning } else { Severity::Error },
+            // With nofail, boot goes on without the filesystem.
+            if already_nofail { Severity::Info } else { Severity::Error },
             format!("{FSTAB} line {}", line.number),
             format!("{} is not on this disk: {reason}", entry.spec.value),
         )
-        .symptom(if entry.is_swap() {
+        .symptom(if already_nofail {
+            format!("boot continues without {mount} (nofail); the log shows \"Dependency failed for {mount}\"")
+        } else if entry.is_swap() {
             format!("\"Dependency failed for /dev/disk/by-…\" for swap; boot continues without swap ({})", entry.spec.value)
         } else {
             format!("\"Welcome to emergency mode\"; \"Timed out waiting for device\"; \"Dependency failed for {mount}\"")

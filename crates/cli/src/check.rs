@@ -55,10 +55,11 @@ pub struct CheckReport {
     status: &'static str,
 }
 
-fn selection(args: &CheckArgs) -> Result<Selection> {
+/// The `--only`/`--skip` selection, refusing unknown ids.
+pub fn selection(only: &[String], skip: &[String]) -> Result<Selection> {
     let sel = Selection {
-        only: args.only.clone(),
-        skip: args.skip.clone(),
+        only: only.to_vec(),
+        skip: skip.to_vec(),
     };
     let unknown = sel.unknown_ids();
     if !unknown.is_empty() {
@@ -70,26 +71,43 @@ fn selection(args: &CheckArgs) -> Result<Selection> {
     Ok(sel)
 }
 
-/// Runs `check`.
-pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
-    let selection = selection(args)?;
-    let path = args.target.target.display().to_string();
-    // A directory is a guest tree the operator mounted; anything else is a disk.
-    let tree = std::fs::metadata(&args.target.target).is_ok_and(|m| m.is_dir());
-    let (disk, device) = if tree {
-        (rescue_volumes::Disk::default(), None)
-    } else {
-        let opened = open_target(&args.target)?;
-        let disk = rescue_volumes::discover(opened.device.clone())
-            .with_context(|| format!("discovering volumes on {path}"))?;
-        if disk.volumes.is_empty() && matches!(disk.table, PartitionTable::None) {
-            bail!("no partition table or known filesystem found on {path}: check that this is the right disk");
-        }
-        (disk, Some(opened.device))
-    };
-    let identified = match &device {
-        Some(device) => rescue_guest::identify(device, &disk),
-        None => rescue_guest::identify_tree(&args.target.target, &disk),
+/// What a run of the catalogue found on a disk.
+pub struct Evaluation {
+    /// Findings, errors, skipped checks.
+    pub outcome: CheckOutcome,
+    /// Unified diffs of the proposed line edits, by guest path.
+    pub diffs: BTreeMap<String, String>,
+    /// The root volume.
+    pub root_volume: Option<String>,
+    /// `ID` and `PRETTY_NAME` of os-release.
+    pub os: Option<(String, Option<String>)>,
+}
+
+/// Checks options from the command line.
+pub fn options(user: &Option<String>, fstab_mode: FstabModeArg) -> Options {
+    Options {
+        user: user.clone(),
+        fstab_mode: match fstab_mode {
+            FstabModeArg::Nofail => FstabMode::Nofail,
+            FstabModeArg::Comment => FstabMode::Comment,
+        },
+    }
+}
+
+/// Runs the selected checks on `disk` (`device` is the whole disk), or on
+/// the mounted tree `tree` when `device` is `None`.
+pub fn evaluate(
+    path: &str,
+    device: Option<&rescue_io::Device>,
+    disk: &rescue_volumes::Disk,
+    tree: Option<&std::path::Path>,
+    options: &Options,
+    selection: &Selection,
+) -> Result<Evaluation> {
+    let identified = match (device, tree) {
+        (Some(device), _) => rescue_guest::identify(device, disk),
+        (None, Some(tree)) => rescue_guest::identify_tree(tree, disk),
+        (None, None) => bail!("internal: nothing to check"),
     }
     .with_context(|| format!("identifying the guest on {path}"))?;
     let report = &identified.report;
@@ -98,25 +116,66 @@ pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
             "no root filesystem found on {path}: `rescue-disk inspect {path}` shows what is on the disk and why each volume was not taken"
         );
     }
-    let options = Options {
-        user: args.user.clone(),
-        fstab_mode: match args.fstab_mode {
-            FstabModeArg::Nofail => FstabMode::Nofail,
-            FstabModeArg::Comment => FstabMode::Comment,
-        },
-    };
     let fstab: Option<&Fstab> = identified.assembly.fstab.as_ref();
     let ctx = rescue_checks::Context {
-        disk: &disk,
-        disk_known: !tree,
+        disk,
+        disk_known: device.is_some(),
         guest: &identified.assembly.guest,
         report,
         fstab,
-        options: &options,
+        options,
     };
-    let outcome = rescue_checks::run(&ctx, &selection);
-
+    let outcome = rescue_checks::run(&ctx, selection);
     let diffs = repair_diffs(&identified.assembly.guest, &outcome.findings);
+    Ok(Evaluation {
+        outcome,
+        diffs,
+        root_volume: report.root.as_ref().map(|r| r.volume_id.clone()),
+        os: report
+            .os
+            .as_ref()
+            .map(|o| (o.id.clone(), o.pretty_name.clone())),
+    })
+}
+
+/// Opens `target` read-only and discovers its volumes; `None` for the
+/// device of a mounted tree (a directory).
+pub fn open_disk(
+    target: &rescue_disk::cli::TargetArgs,
+) -> Result<(rescue_volumes::Disk, Option<rescue_io::Device>)> {
+    let path = target.target.display().to_string();
+    // A directory is a guest tree the operator mounted; anything else is a disk.
+    if std::fs::metadata(&target.target).is_ok_and(|m| m.is_dir()) {
+        return Ok((rescue_volumes::Disk::default(), None));
+    }
+    let opened = open_target(target)?;
+    let disk = rescue_volumes::discover(opened.device.clone())
+        .with_context(|| format!("discovering volumes on {path}"))?;
+    if disk.volumes.is_empty() && matches!(disk.table, PartitionTable::None) {
+        bail!("no partition table or known filesystem found on {path}: check that this is the right disk");
+    }
+    Ok((disk, Some(opened.device)))
+}
+
+/// Runs `check`.
+pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
+    let selection = selection(&args.only, &args.skip)?;
+    let path = args.target.target.display().to_string();
+    let (disk, device) = open_disk(&args.target)?;
+    let options = options(&args.user, args.fstab_mode);
+    let Evaluation {
+        outcome,
+        diffs,
+        root_volume,
+        os,
+    } = evaluate(
+        &path,
+        device.as_ref(),
+        &disk,
+        Some(&args.target.target),
+        &options,
+        &selection,
+    )?;
     let status = if !outcome.errors.is_empty() {
         "error"
     } else if outcome
@@ -133,9 +192,9 @@ pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
         schema_version: SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION"),
         target: args.target.target.clone(),
-        root_volume: report.root.as_ref().map(|r| r.volume_id.clone()),
-        os_id: report.os.as_ref().map(|o| o.id.clone()),
-        os_pretty_name: report.os.as_ref().and_then(|o| o.pretty_name.clone()),
+        root_volume,
+        os_id: os.as_ref().map(|o| o.0.clone()),
+        os_pretty_name: os.and_then(|o| o.1),
         outcome,
         not_yet_implemented: rescue_checks::PLANNED.to_vec(),
         diffs,

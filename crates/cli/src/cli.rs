@@ -60,6 +60,306 @@ pub enum Command {
     Check(CheckArgs),
     /// List the checks `check` runs, with the symptom each explains.
     Checks(ChecksArgs),
+    /// Repair what `check` finds: apply the proposed edits through the undo
+    /// journal, then check again. Exit status 0 when nothing remains.
+    Fix(FixArgs),
+    /// Restore the bytes a `fix` or file command changed, from its undo file
+    /// (even after a crash half-way), and verify them.
+    Undo(UndoArgs),
+    /// Print guest files to stdout (like virt-cat). Read-only.
+    Cat(CatArgs),
+    /// List a guest directory (like virt-ls); `-l` shows mode, owner, size.
+    Ls(LsArgs),
+    /// Copy a guest file out to the host. Read-only on the target.
+    Get(GetArgs),
+    /// Copy a host file into the guest (like virt-copy-in), replacing the
+    /// contents of an existing file in place.
+    Put(PutArgs),
+    /// Edit a guest file with $EDITOR (like virt-edit); written back only if
+    /// changed.
+    Edit(EditArgs),
+    /// Change the mode of guest files.
+    Chmod(ChmodArgs),
+    /// Change the owner and group of guest files.
+    Chown(ChownArgs),
+    /// Create guest directories.
+    Mkdir(MkdirArgs),
+    /// Create a symbolic link in the guest (`ln -s TARGET LINK`).
+    Ln(LnArgs),
+    /// Remove guest files, symlinks or empty directories.
+    Rm(RmArgs),
+}
+
+/// Where undo files go; shared by every command that writes.
+#[derive(Debug, Args)]
+pub struct UndoDirArgs {
+    /// Directory of the host-side undo files [default: /var/lib/rescue-disk/undo
+    /// as root, else $XDG_STATE_HOME/rescue-disk/undo].
+    #[arg(long, env = "RESCUE_DISK_UNDO_DIR", value_name = "DIR")]
+    pub undo_dir: Option<PathBuf>,
+}
+
+/// Arguments of `fix`.
+#[derive(Debug, Args)]
+pub struct FixArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Show the repairs (unified diffs, mode and owner changes) and write
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print a JSON document (schema: docs/schema/fix.v1.json) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Explain and repair SSH access for this guest user only.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Repair only the findings of these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub only: Vec<String>,
+
+    /// Do not run or repair these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',', value_name = "IDS")]
+    pub skip: Vec<String>,
+
+    /// How an fstab line whose device is not on the disk is neutralised.
+    #[arg(long, value_enum, default_value_t = FstabModeArg::Nofail, value_name = "MODE")]
+    pub fstab_mode: FstabModeArg,
+}
+
+/// Arguments of `undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The image file or block device that was changed.
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Use this undo file instead of the newest one for TARGET.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Restore even if TARGET changed after the fix (for example the VM
+    /// booted from it): those later changes in the restored ranges are lost.
+    #[arg(long)]
+    pub force: bool,
+
+    /// List what would be restored and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Guest paths, e.g. /etc/fstab.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Guest directory (or file).
+    #[arg(value_name = "PATH", default_value = "/")]
+    pub path: String,
+
+    /// Long listing: type and mode, owner, group, size, modification time.
+    #[arg(short = 'l', long = "long")]
+    pub long: bool,
+
+    /// Numeric owner and group instead of the guest's names.
+    #[arg(short = 'n', long = "numeric")]
+    pub numeric: bool,
+}
+
+/// Arguments of `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Guest file to copy out.
+    #[arg(value_name = "GUEST_PATH")]
+    pub path: String,
+
+    /// Host file (or existing directory) to write; `-` for stdout.
+    #[arg(value_name = "HOST_PATH")]
+    pub dest: PathBuf,
+
+    /// Overwrite an existing host file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Host file to copy in; `-` for stdin.
+    #[arg(value_name = "HOST_FILE")]
+    pub source: PathBuf,
+
+    /// Guest path: a file (replaced in place, keeping its inode, owner,
+    /// mode and labels) or an existing directory (the file goes inside).
+    #[arg(value_name = "GUEST_PATH")]
+    pub path: String,
+
+    /// Mode of the guest file, octal [default for a new file: 0644].
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<u32>,
+
+    /// Owner of the guest file as UID:GID (numbers, or names from the
+    /// guest's /etc/passwd and /etc/group) [default for a new file: 0:0].
+    #[arg(long, value_name = "UID:GID")]
+    pub owner: Option<String>,
+}
+
+/// Arguments of `edit`.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Guest file to edit.
+    #[arg(value_name = "GUEST_PATH")]
+    pub path: String,
+
+    /// Editor command [default: $VISUAL, $EDITOR, then vi].
+    #[arg(long, value_name = "COMMAND")]
+    pub editor: Option<String>,
+}
+
+/// Arguments of `chmod`.
+#[derive(Debug, Args)]
+pub struct ChmodArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Octal mode, e.g. 0700.
+    #[arg(value_name = "MODE", value_parser = parse_mode)]
+    pub mode: u32,
+
+    /// Guest paths.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `chown`.
+#[derive(Debug, Args)]
+pub struct ChownArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// OWNER[:GROUP] or :GROUP, as numbers or as names from the guest's
+    /// /etc/passwd and /etc/group.
+    #[arg(value_name = "OWNER[:GROUP]")]
+    pub owner: String,
+
+    /// Guest paths.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `mkdir`.
+#[derive(Debug, Args)]
+pub struct MkdirArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Guest directories to create.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+
+    /// Create missing parents too; an existing directory is not an error.
+    #[arg(short = 'p', long)]
+    pub parents: bool,
+
+    /// Mode of new directories, octal.
+    #[arg(short = 'm', long, value_name = "MODE", value_parser = parse_mode, default_value = "0755")]
+    pub mode: u32,
+
+    /// Owner of new directories as UID:GID.
+    #[arg(long, value_name = "UID:GID")]
+    pub owner: Option<String>,
+}
+
+/// Arguments of `ln`.
+#[derive(Debug, Args)]
+pub struct LnArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Make a symbolic link (the only kind supported; required, as with
+    /// coreutils' `ln -s`).
+    #[arg(short = 's', long = "symbolic", required = true)]
+    pub symbolic: bool,
+
+    /// What the link points to, stored as given.
+    #[arg(value_name = "LINK_TARGET")]
+    pub link_target: String,
+
+    /// Guest path of the new link.
+    #[arg(value_name = "LINK")]
+    pub link: String,
+}
+
+/// Arguments of `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub undo: UndoDirArgs,
+
+    /// Guest paths (files, symlinks, empty directories).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+}
+
+/// Parses an octal mode such as `644`, `0644` or `0o644`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode between 0 and 7777")),
+    }
 }
 
 /// Arguments of `check`.

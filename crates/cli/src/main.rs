@@ -5,6 +5,8 @@
 //! 0 ok, 1 findings remain, 2 error (an error always wins).
 
 mod check;
+mod files;
+mod fix;
 mod inspect;
 mod style;
 
@@ -32,6 +34,18 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &style),
         Command::Check(args) => check::run(args, &style),
         Command::Checks(args) => check::list(args, &style),
+        Command::Fix(args) => fix::run(args, &style),
+        Command::Undo(args) => fix::undo(args),
+        Command::Cat(args) => files::cat(args),
+        Command::Ls(args) => files::ls(args),
+        Command::Get(args) => files::get(args),
+        Command::Put(args) => files::put(args),
+        Command::Edit(args) => files::edit(args),
+        Command::Chmod(args) => files::chmod(args),
+        Command::Chown(args) => files::chown(args),
+        Command::Mkdir(args) => files::mkdir(args),
+        Command::Ln(args) => files::ln(args),
+        Command::Rm(args) => files::rm(args),
     };
     let stats = rescue_io::stats::read_stats();
     tracing::info!(

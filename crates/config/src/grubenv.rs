@@ -154,6 +154,46 @@ impl GrubEnv {
         self.source.clone()
     }
 
+    /// A new block with `key` set to `value`, as `grub-editenv set` writes
+    /// it: the header, every variable in block order (the first `key`
+    /// replaced, later duplicates dropped, `key` appended when absent),
+    /// values escaped, padded with `#` to [`BLOCK_SIZE`]. Comment lines of
+    /// the old block are not kept (grub-editenv drops them too). Fails when
+    /// the variables no longer fit in the block or the key is not a name.
+    pub fn with_var(&self, key: &str, value: &str) -> Result<Vec<u8>, String> {
+        if key.is_empty()
+            || key
+                .bytes()
+                .any(|b| b == b'=' || b == b'\n' || b == b'#' || b == 0)
+        {
+            return Err(format!("{key:?} is not a valid environment variable name"));
+        }
+        let escape = |v: &str| v.replace('\\', "\\\\").replace('\n', "\\\n");
+        let mut out = HEADER.to_vec();
+        let mut done = false;
+        for var in &self.vars {
+            if var.key == key {
+                if !done {
+                    out.extend_from_slice(format!("{key}={}\n", escape(value)).as_bytes());
+                    done = true;
+                }
+                continue;
+            }
+            out.extend_from_slice(format!("{}={}\n", var.key, escape(&var.value)).as_bytes());
+        }
+        if !done {
+            out.extend_from_slice(format!("{key}={}\n", escape(value)).as_bytes());
+        }
+        if out.len() > BLOCK_SIZE {
+            return Err(format!(
+                "the variables take {} bytes, more than the {BLOCK_SIZE}-byte environment block",
+                out.len()
+            ));
+        }
+        out.resize(BLOCK_SIZE, b'#');
+        Ok(out)
+    }
+
     /// The value of `key` (GRUB uses the first occurrence).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.vars
@@ -168,6 +208,10 @@ impl GrubEnv {
 pub fn fuzz_grubenv(data: &[u8]) {
     let e = GrubEnv::parse(data);
     assert_eq!(e.render(), data);
+    if let Ok(block) = e.with_var("saved_entry", "x") {
+        assert_eq!(block.len(), BLOCK_SIZE);
+        assert_eq!(GrubEnv::parse(&block).get("saved_entry"), Some("x"));
+    }
     for v in &e.vars {
         assert!(v.span.end <= data.len());
     }
@@ -182,6 +226,21 @@ mod tests {
         b.extend_from_slice(body);
         b.resize(BLOCK_SIZE, b'#');
         b
+    }
+
+    #[test]
+    fn with_var_replaces_appends_and_escapes() {
+        let e = GrubEnv::parse(&block(b"saved_entry=old\nnext_entry=\nsaved_entry=dup\n"));
+        let b = e.with_var("saved_entry", "new>x").unwrap();
+        assert_eq!(b.len(), BLOCK_SIZE);
+        assert!(b.starts_with(b"# GRUB Environment Block\nsaved_entry=new>x\nnext_entry=\n#"));
+        let again = GrubEnv::parse(&b);
+        assert!(again.diagnostics.is_empty(), "{:?}", again.diagnostics);
+        assert_eq!(again.get("saved_entry"), Some("new>x"));
+        let b = again.with_var("odd", "a\\b\nc").unwrap();
+        assert_eq!(GrubEnv::parse(&b).get("odd"), Some("a\\b\nc"));
+        assert!(e.with_var("x", &"y".repeat(2000)).is_err());
+        assert!(e.with_var("a=b", "y").is_err());
     }
 
     #[test]

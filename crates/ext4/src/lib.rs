@@ -29,6 +29,7 @@ mod inode;
 mod journal;
 mod mem;
 mod overlay;
+mod recover;
 mod superblock;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use tracing::debug;
 
 pub use mem::MemDevice;
 pub use overlay::ReplayOverlay;
+pub use recover::{recover_in_place, RecoveryReport};
 pub use rescue_io::{Error, ErrorKind, Result};
 
 use inode::{map_blocks, read_inode, FileMap, InodeInfo, MapError};

@@ -83,3 +83,21 @@ pub fn fuzz_fat(data: &[u8]) {
         exercise(std::rc::Rc::new(fs));
     }
 }
+
+/// Fuzz entry point: `data` is a FAT volume opened by the write engine
+/// (`fat_write`), which checks the whole volume first; when it accepts the
+/// volume, a few writes follow. Never a panic, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_fat_write(data: &[u8]) {
+    let dev: Arc<dyn rescue_io::BlockWrite> =
+        Arc::new(rescue_ext4::MemDevice::new(data.to_vec(), "fuzz"));
+    let Ok(w) = crate::fat_write::FatWriter::open(dev, "fuzz") else {
+        return;
+    };
+    let _ = w.write_file(b"/EFI/BOOT/GRUB.CFG", b"configfile x\n");
+    let _ = w.create_dir(b"/RESCUE");
+    let _ = w.write_file(b"/RESCUE/a long file name.txt", &[7u8; 5000]);
+    let _ = w.rename(b"/RESCUE/a long file name.txt", b"/RESCUE/B.TXT");
+    let _ = w.remove(b"/RESCUE/B.TXT");
+    let _ = w.close();
+}

@@ -4,7 +4,9 @@
 //! `fatfs`) via the block layer only. Guest data is hostile: sizes are checked
 //! before anything is read into memory, symlinks are resolved inside the
 //! guest, and every identifier in the guest's fstab is resolved against the
-//! volumes of *this* disk, never the host's devices. Nothing here writes.
+//! volumes of *this* disk, never the host's devices. Nothing here writes,
+//! except [`fat_write`], the FAT engine of the write side, which writes only
+//! to the `BlockWrite` it is handed (the ESP volume of a write session).
 //!
 //! Entry points: [`assemble`] builds the [`Guest`] view (root + fstab mounts)
 //! that later checks read through; [`inspect`] identifies the guest and
@@ -15,6 +17,7 @@ pub mod boot;
 mod ext4;
 mod ext4_raw;
 mod fat;
+pub mod fat_write;
 mod fs;
 pub mod fstab;
 #[doc(hidden)]

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     Unsupported,
     /// Any other host I/O failure.
     Io,
+    /// The target is not in the state the operation expects: it changed
+    /// since a write session (e.g. the VM booted from it), or it is not the
+    /// file an undo log was recorded for.
+    Conflict,
 }
 
 /// An error with enough context to act on: operation, path, byte offset.
@@ -98,6 +102,13 @@ impl Error {
         self
     }
 
+    /// Reclassifies the error (e.g. `EROFS` on open is a permission problem
+    /// for the user, not an I/O failure).
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// The class of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -106,6 +117,11 @@ impl Error {
     /// The byte offset concerned, if any.
     pub fn offset(&self) -> Option<u64> {
         self.offset
+    }
+
+    /// The human explanation, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 }
 

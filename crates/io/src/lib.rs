@@ -7,27 +7,40 @@
 //! implement it, so the layers above never care where bytes come from.
 //!
 //! Writing is a separate capability ([`BlockWrite`]) that a read-only open
-//! never yields: `inspect` and `check` cannot write even by mistake.
+//! never yields: `inspect` and `check` cannot write even by mistake. Only
+//! [`open_writable`] yields one, and every byte it lets a caller overwrite
+//! is first saved in an undo log ([`undo`] gives the target back).
 //!
 //! This crate must never interpret partition tables or filesystems, and must
 //! never trust a size or offset it did not check against the real file size.
 
 mod error;
+mod mapped;
 mod qcow2;
 mod raw;
 mod slice;
 pub mod stats;
+mod undo;
+mod writable;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{Error, ErrorKind, Result};
+pub use mapped::{Extent, MappedDevice};
 #[doc(hidden)]
 pub use qcow2::fuzz_qcow2_header;
+#[doc(hidden)]
+pub use undo::fuzz_undo_log;
 pub use qcow2::Qcow2Image;
 pub use raw::RawFile;
 pub use slice::Slice;
+pub use undo::{
+    default_undo_dir, find_undo_logs, undo, CommitCheck, UndoFile, UndoLogInfo, UndoLogState,
+    UndoMode, UndoOptions, UndoReport, UndoSummary, FAULT_ENV, UNDO_DIR_ENV, UNDO_EXTENSION,
+};
+pub use writable::{open_writable, Writable};
 
 /// Read capability of a disk-like object.
 ///
@@ -48,9 +61,30 @@ pub trait BlockRead: fmt::Debug {
 pub trait BlockWrite: BlockRead {
     /// Writes all of `src` at `start_byte`.
     fn write_all_at(&self, start_byte: u64, src: &[u8]) -> Result<()>;
-    /// Makes previous writes durable.
+    /// Makes previous writes durable (for qcow2: metadata included).
     fn flush(&self) -> Result<()>;
+    /// Writes `len` zero bytes at `start_byte`. Host files may grow instead
+    /// of writing zeros past their end.
+    fn write_zeroes_at(&self, start_byte: u64, len: u64) -> Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; len.min(CHUNK) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            let at = start_byte.checked_add(done).ok_or_else(|| {
+                Error::new(ErrorKind::Unsupported, "writing zeros")
+                    .with_path(self.describe())
+                    .with_detail("the range reaches beyond 2^64 bytes")
+            })?;
+            self.write_all_at(at, &zeros[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
+
+/// A shared, type-erased writable device.
+pub type WritableDevice = Arc<dyn BlockWrite>;
 
 /// A shared, type-erased readable device.
 pub type Device = Arc<dyn BlockRead>;

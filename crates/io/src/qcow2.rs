@@ -10,12 +10,17 @@
 //! through `qcow2-rs`'s `read_at`, one cluster at a time, with 512-byte
 //! aligned bounce buffers for unaligned requests.
 //!
-//! This module must never write to an image, never return bytes it could
-//! not read (a truncated image is an error, not zeros), never return
-//! ciphertext, and never hand `qcow2-rs` anything it has not validated.
+//! Writing ([`write`]) goes through the same `qcow2-rs` device, over the
+//! undo journal's host file; backing files are never written.
+//!
+//! This module must never write to an image not opened writable, never
+//! return bytes it could not read (a truncated image is an error, not
+//! zeros), never return ciphertext, and never hand `qcow2-rs` anything it
+//! has not validated.
 
 mod header;
 mod io;
+mod write;
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -54,6 +59,8 @@ pub struct Qcow2Image {
     /// reads a cluster's blocks one by one, and inflating the whole cluster
     /// for each block would dominate the cost of compressed images.
     inflated: RefCell<Vec<(u64, Rc<Vec<u8>>)>>,
+    /// The host file of an image opened writable (see [`write`]).
+    writer: Option<write::Writer>,
 }
 
 /// Bytes of inflated compressed clusters kept (the oldest go first).
@@ -110,7 +117,7 @@ impl Qcow2Image {
         }
         let engine = if header.virtual_size_in_bytes > 0 {
             let state = Rc::new(IoState::default());
-            let dev = build_dev(&source, &header, &name, &state)?;
+            let dev = build_dev(&source, &header, &name, &state, None)?;
             Some(Engine {
                 source,
                 dev: RefCell::new(Some(dev)),
@@ -147,6 +154,7 @@ impl Qcow2Image {
             backing,
             backing_chain,
             inflated: RefCell::new(Vec::new()),
+            writer: None,
         })
     }
 
@@ -171,8 +179,8 @@ impl Qcow2Image {
     }
 
     /// Whether the image holds internal snapshots (`qemu-img snapshot -l`).
-    /// Reading the active layer is fine; a future write side must refuse
-    /// such images, since `qcow2-rs` would corrupt the snapshots.
+    /// Reading the active layer is fine; the write side refuses such
+    /// images, since `qcow2-rs` would corrupt the snapshots.
     pub fn has_internal_snapshots(&self) -> bool {
         self.header.nb_snapshots > 0
     }
@@ -189,6 +197,11 @@ impl Qcow2Image {
         let cluster_start = start_byte & !(cluster_size - 1);
         let mapping = self.mapping(engine, cluster_start)?;
         match mapping.source {
+            // A writable engine knows no backing file (see
+            // `Header::canonical_bytes`): unallocated means "ask the backing".
+            MappingSource::Unallocated if self.header.backing_file.is_some() => {
+                self.read_backing(start_byte, dst)
+            }
             MappingSource::Zero | MappingSource::Unallocated => {
                 dst.fill(0);
                 Ok(())
@@ -264,9 +277,7 @@ impl Qcow2Image {
         let result = {
             let dev = engine.dev.borrow();
             let Some(dev) = dev.as_ref() else {
-                return Err(Error::new(ErrorKind::Io, "reading qcow2 metadata")
-                    .with_path(self.name.clone())
-                    .with_detail("an earlier metadata read failed and the tables could not be reloaded; reopen the image"));
+                return Err(self.unusable());
             };
             engine.state.take_failure();
             block_on(dev.get_mapping(cluster_start))
@@ -280,9 +291,21 @@ impl Qcow2Image {
                 cluster_start,
                 &engine.source,
             );
+            if self.writer.is_some() {
+                // Rebuilding would drop metadata not yet flushed.
+                self.poison(engine, &error);
+                return error;
+            }
             // qcow2-rs marks a table slice as loaded before reading it, so a
             // failed read would leave zeros in its cache: start afresh.
-            let fresh = build_dev(&engine.source, &self.header, &self.name, &engine.state).ok();
+            let fresh = build_dev(
+                &engine.source,
+                &self.header,
+                &self.name,
+                &engine.state,
+                None,
+            )
+            .ok();
             *engine.dev.borrow_mut() = fresh;
             error
         })
@@ -331,9 +354,7 @@ impl Qcow2Image {
             "data cluster"
         };
         match result {
-            None => Err(Error::new(ErrorKind::Io, "reading qcow2 metadata")
-                .with_path(self.name.clone())
-                .with_detail("an earlier metadata read failed and the tables could not be reloaded; reopen the image")),
+            None => Err(self.unusable()),
             Some(Ok(count)) if count == buf.len() => {
                 if !aligned {
                     // OK to index: start_byte - aligned_start < 512 and the
@@ -349,7 +370,21 @@ impl Qcow2Image {
                     "qcow2-rs returned {count} of {} bytes for guest offset {aligned_start:#x}",
                     buf.len()
                 ))),
-            Some(Err(e)) => Err(engine_error(&engine.state, e, what, &self.name, aligned_start, &engine.source)),
+            Some(Err(e)) => {
+                let error = engine_error(
+                    &engine.state,
+                    e,
+                    what,
+                    &self.name,
+                    aligned_start,
+                    &engine.source,
+                );
+                if self.writer.is_some() {
+                    // qcow2-rs may have cached a table it failed to read.
+                    self.poison(engine, &error);
+                }
+                Err(error)
+            }
         }
     }
 
@@ -442,22 +477,27 @@ fn read_header(source: &dyn BlockRead) -> Result<Header> {
     header::parse_header(&buf, file_size)
 }
 
-/// A `qcow2-rs` device over `source`, with its L1 and refcount tables loaded.
+/// A `qcow2-rs` device over `source`, with its L1 and refcount tables
+/// loaded; writable through `writer` if given.
 fn build_dev(
     source: &Device,
     header: &Header,
     name: &str,
     state: &Rc<IoState>,
+    writer: Option<Arc<dyn crate::BlockWrite>>,
 ) -> Result<Qcow2Dev<ImageIo>> {
     const OP: &str = "preparing qcow2 metadata";
-    let canonical = header.canonical_bytes();
+    let read_only = writer.is_none();
+    let canonical = header.canonical_bytes(read_only);
     let qheader = Qcow2Header::from_buf(&canonical)
         .map_err(|e| Error::corrupt(OP, e.to_string()).with_path(name.to_owned()))?;
     // 512-byte I/O granularity, default refcount cache, bounded L2 cache of
-    // 4 KiB slices, read-only, no O_DIRECT.
-    let params = Qcow2DevParams::new(9, None, Some((12, L2_CACHE_BYTES)), true, false);
+    // 4 KiB slices, no O_DIRECT.
+    let params = Qcow2DevParams::new(9, None, Some((12, L2_CACHE_BYTES)), read_only, false);
     let io = ImageIo {
         source: Arc::clone(source),
+        writer,
+        header_cluster: header.cluster_size_in_bytes(),
         state: Rc::clone(state),
     };
     let dev = Qcow2Dev::new(Path::new(name), qheader, &params, io)

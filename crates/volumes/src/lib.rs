@@ -102,6 +102,12 @@ pub struct Volume {
     /// Readable view of exactly this volume's bytes.
     #[serde(skip)]
     pub device: Device,
+    /// Where the volume's bytes lie on the disk, in volume order (one
+    /// extent for a partition, one per segment for an LV): the write side
+    /// rebuilds the volume over the writable disk from these
+    /// ([`rescue_io::MappedDevice`]).
+    #[serde(skip)]
+    pub extents: Vec<rescue_io::Extent>,
 }
 
 /// Kind-specific fields of a volume.
@@ -273,6 +279,11 @@ pub fn discover(disk: Device) -> Result<Disk> {
             size_in_bytes: disk.size_in_bytes(),
             probe,
             device: disk.clone(),
+            extents: vec![rescue_io::Extent {
+                volume_start: 0,
+                disk_start: 0,
+                len: disk.size_in_bytes(),
+            }],
         });
     }
     for spec in specs {
@@ -293,6 +304,11 @@ pub fn discover(disk: Device) -> Result<Disk> {
             size_in_bytes: spec.size_in_bytes,
             probe,
             device,
+            extents: vec![rescue_io::Extent {
+                volume_start: 0,
+                disk_start: spec.start_byte,
+                len: spec.size_in_bytes,
+            }],
         });
     }
     let (volume_groups, lvs) = lvm::discover(&volumes, &mut diagnostics)?;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use rescue_io::BlockRead;
 use rescue_volumes::{discover, Disk, ErrorKind, PartitionTable, Volume, VolumeKind};
 
 const LVM_TOOLS: &[&str] = &[
@@ -306,6 +307,23 @@ fn linear_lvs_on_gpt_partitions_are_mapped() {
     assert!(
         bytes == std::fs::read(&fs).unwrap(),
         "root LV content differs from the filesystem image"
+    );
+    // The write side's view, rebuilt from the extents over the disk, sees
+    // the same bytes.
+    let disk_rw: std::sync::Arc<dyn rescue_io::BlockWrite> =
+        std::sync::Arc::new(rescue_io::RawFile::open_read_write(&img).unwrap());
+    assert!(
+        root.extents.len() >= 2,
+        "root spans two segments: {:?}",
+        root.extents
+    );
+    let mapped = rescue_io::MappedDevice::new(disk_rw, root.extents.clone(), "root").unwrap();
+    assert_eq!(mapped.size_in_bytes(), root.size_in_bytes);
+    let mut again = vec![0u8; bytes.len()];
+    mapped.read_exact_at(0, &mut again).unwrap();
+    assert!(
+        again == bytes,
+        "extents of the root LV do not map to its bytes"
     );
     assert_probe_eq_blkid("lvm/vgt/root", &root.probe, &blkid(&fs, 0, root_size));
     assert_eq!(volume(&disk, "lvm/vgt/data").probe.fstype, None);

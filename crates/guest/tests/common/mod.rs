@@ -169,6 +169,11 @@ pub fn volume(id: &str, kind: VolumeKind, img: &Path) -> Volume {
         start_byte: 0,
         size_in_bytes: dev.size_in_bytes(),
         probe: blkid_probe(img, None),
+        extents: vec![rescue_io::Extent {
+            volume_start: 0,
+            disk_start: 0,
+            len: dev.size_in_bytes(),
+        }],
         device: dev,
     }
 }
@@ -273,6 +278,11 @@ pub fn gpt_volumes(img: &Path) -> (Device, Vec<Volume>) {
                 size_in_bytes: p.size_in_bytes,
                 probe: blkid_probe(img, Some(p.start_byte)),
                 device: Arc::new(slice),
+                extents: vec![rescue_io::Extent {
+                    volume_start: 0,
+                    disk_start: p.start_byte,
+                    len: p.size_in_bytes,
+                }],
             }
         })
         .collect();

@@ -47,6 +47,13 @@ const L1_CHECK_CHUNK_BYTES: usize = 64 << 10;
 const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
 /// Header extension: names of feature bits.
 const EXT_FEATURE_NAMES: u32 = 0x6803_f857;
+/// Header extension: persistent dirty bitmaps.
+const EXT_BITMAPS: u32 = 0x2385_2875;
+
+/// Autoclear feature bit 0: the bitmaps extension is consistent.
+const AUTOCLEAR_BITMAPS: u64 = 1 << 0;
+/// Reftable entry bits 9..=63: the refcount block offset.
+const REFTABLE_OFFSET_MASK: u64 = 0xffff_ffff_ffff_fe00;
 
 /// Incompatible feature bits we know by name.
 const INCOMPAT_DIRTY: u64 = 1 << 0;
@@ -74,6 +81,10 @@ pub(crate) struct Header {
     pub(crate) refcount_order: u32,
     pub(crate) nb_snapshots: u32,
     pub(crate) dirty: bool,
+    /// Autoclear feature bits (version 3; 0 for version 2).
+    pub(crate) autoclear_features: u64,
+    /// The image holds persistent dirty bitmaps (header extension).
+    pub(crate) has_bitmaps: bool,
     /// Raw bytes of the backing file name (not necessarily UTF-8).
     pub(crate) backing_file: Option<Vec<u8>>,
     /// Content of the backing-format header extension, if present.
@@ -93,14 +104,19 @@ impl Header {
     /// needs the geometry, and to know whether a backing file exists so
     /// that unallocated clusters map to `Backing`; the name itself is a
     /// placeholder because we open backing files ourselves.
-    pub(crate) fn canonical_bytes(&self) -> Vec<u8> {
+    ///
+    /// `with_backing` is false for writing: `qcow2-rs` then allocates
+    /// unallocated clusters instead of copying them from a backing file it
+    /// does not have (we hand it whole clusters, read through our own
+    /// backing chain).
+    pub(crate) fn canonical_bytes(&self, with_backing: bool) -> Vec<u8> {
         const HEADER_LEN: usize = 112;
         const BACKING_NAME_OFFSET: usize = HEADER_LEN + 8;
         const PLACEHOLDER: &[u8] = b"backing";
         let mut b = vec![0u8; 4096];
         b[0..4].copy_from_slice(&MAGIC);
         b[4..8].copy_from_slice(&3u32.to_be_bytes());
-        if self.backing_file.is_some() {
+        if with_backing && self.backing_file.is_some() {
             b[8..16].copy_from_slice(&(BACKING_NAME_OFFSET as u64).to_be_bytes());
             b[16..20].copy_from_slice(&(PLACEHOLDER.len() as u32).to_be_bytes());
             b[BACKING_NAME_OFFSET..BACKING_NAME_OFFSET + PLACEHOLDER.len()]
@@ -265,11 +281,11 @@ pub(crate) fn parse_header(b: &[u8], file_size: u64) -> Result<Header> {
         ));
     }
 
-    let (incompatible, refcount_order, compression_type) = if version == 2 {
-        (0u64, 4u32, 0u8)
+    let (incompatible, autoclear_features, refcount_order, compression_type) = if version == 2 {
+        (0u64, 0u64, 4u32, 0u8)
     } else {
         let compression_type = if header_length > 104 { b[104] } else { 0 };
-        (be64(b, 72), be32(b, 96), compression_type)
+        (be64(b, 72), be64(b, 88), be32(b, 96), compression_type)
     };
 
     // Extensions come first so that unknown feature bits can be named.
@@ -432,6 +448,8 @@ pub(crate) fn parse_header(b: &[u8], file_size: u64) -> Result<Header> {
         refcount_order,
         nb_snapshots,
         dirty,
+        autoclear_features,
+        has_bitmaps: ext.has_bitmaps,
         backing_file,
         backing_format: ext.backing_format,
     })
@@ -468,6 +486,7 @@ fn check_table_placement(
 #[derive(Default)]
 struct Extensions {
     backing_format: Option<String>,
+    has_bitmaps: bool,
     /// (bit, name) of incompatible features named by the feature table.
     feature_names: Vec<(u8, String)>,
 }
@@ -517,6 +536,7 @@ fn parse_extensions(b: &[u8], header_length: u32, first_len: u64) -> Result<Exte
                     }
                 }
             }
+            EXT_BITMAPS => ext.has_bitmaps = true,
             // The data file name (EXT_DATA_FILE) only matters with the
             // external data file feature bit, which is refused; other
             // extensions (bitmaps, encryption header, unknown ones) do not
@@ -641,6 +661,105 @@ pub(crate) fn check_l1_table(source: &dyn BlockRead, header: &Header) -> Result<
             }
         }
         done += chunk as u64;
+    }
+    Ok(())
+}
+
+const OP_WRITABLE: &str = "opening qcow2 image for writing";
+
+/// Refuses images that `qcow2-rs` (with our help) cannot write without
+/// damaging them, naming the reason and the way out.
+pub(crate) fn check_writable(header: &Header) -> Result<()> {
+    if header.nb_snapshots > 0 {
+        return Err(Error::unsupported(
+            OP_WRITABLE,
+            format!(
+                "the image holds {} internal snapshot(s) (`qemu-img snapshot -l`); writing would corrupt them because shared clusters are not copied on write; delete them with `qemu-img snapshot -d NAME`, or write to a flattened copy made with `qemu-img convert -O qcow2 in.qcow2 out.qcow2`",
+                header.nb_snapshots
+            ),
+        )
+        .with_offset(60));
+    }
+    if header.dirty {
+        return Err(Error::unsupported(
+            OP_WRITABLE,
+            "the image is marked dirty (qemu did not close it cleanly, with lazy refcounts), so its refcounts cannot be trusted for allocating; if no VM is running from it, repair it with `qemu-img check -r all` and try again",
+        )
+        .with_offset(72));
+    }
+    if header.has_bitmaps || header.autoclear_features & AUTOCLEAR_BITMAPS != 0 {
+        return Err(Error::unsupported(
+            OP_WRITABLE,
+            "the image holds persistent dirty bitmaps, which writing would make stale; list them with `qemu-img info`, remove them with `qemu-img bitmap --remove in.qcow2 NAME` (or write to a copy made with `qemu-img convert -O qcow2`), and try again",
+        )
+        .with_offset(88));
+    }
+    if !(3..=6).contains(&header.refcount_order) {
+        return Err(Error::unsupported(
+            OP_WRITABLE,
+            format!(
+                "the image uses {}-bit refcounts, which rescue-disk cannot update safely (8- to 64-bit only); convert it with `qemu-img convert -O qcow2 -o refcount_bits=16 in.qcow2 out.qcow2`",
+                1u32 << header.refcount_order
+            ),
+        )
+        .with_offset(96));
+    }
+    Ok(())
+}
+
+/// Checks that the whole refcount table lies inside the file and that
+/// every refcount block it names is aligned and inside the file, so that
+/// `qcow2-rs` never allocates from a table it cannot read.
+pub(crate) fn check_refcount_table(source: &dyn BlockRead, header: &Header) -> Result<()> {
+    const OP: &str = "checking qcow2 refcount table";
+    let cluster_size = header.cluster_size_in_bytes();
+    let file_size = source.size_in_bytes();
+    let table_bytes = u64::from(header.refcount_table_clusters) << header.cluster_bits;
+    if header
+        .refcount_table_offset
+        .checked_add(table_bytes)
+        .is_none_or(|end| end > file_size)
+    {
+        return Err(Error::corrupt(
+            OP,
+            format!(
+                "the refcount table ({table_bytes} bytes at {:#x}) runs past the end of the file ({file_size:#x}): the image is truncated; repair a copy with `qemu-img check -r all`",
+                header.refcount_table_offset
+            ),
+        )
+        .with_offset(48));
+    }
+    // OK to allocate: the table is at most 8 MiB (checked when parsing).
+    let mut buf = vec![0u8; table_bytes as usize];
+    source.read_exact_at(header.refcount_table_offset, &mut buf)?;
+    for (i, raw) in buf.chunks_exact(8).enumerate() {
+        let entry = be64(raw, 0);
+        if entry == 0 {
+            continue;
+        }
+        let at = header.refcount_table_offset + i as u64 * 8;
+        let block = entry & REFTABLE_OFFSET_MASK;
+        let bad = if entry & !REFTABLE_OFFSET_MASK != 0 {
+            Some("has reserved bits set")
+        } else if !block.is_multiple_of(cluster_size) {
+            Some("is not aligned to the cluster size")
+        } else if block
+            .checked_add(cluster_size)
+            .is_none_or(|end| end > file_size)
+        {
+            Some("points beyond the end of the file")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(Error::corrupt(
+                OP,
+                format!(
+                    "refcount table entry {i} ({entry:#x}) {why}: the image is corrupt; repair a copy with `qemu-img check -r all`"
+                ),
+            )
+            .with_offset(at));
+        }
     }
     Ok(())
 }

@@ -1,19 +1,27 @@
-//! The `Qcow2IoOps` through which `qcow2-rs` reads the image file.
+//! The `Qcow2IoOps` through which `qcow2-rs` reads and writes the image file.
 //!
 //! Reads go to our own [`BlockRead`] device (a [`crate::RawFile`] doing
 //! positional reads), so a read past the end of the file is an error of
 //! kind [`ErrorKind::Truncated`] with its offset, never zeros with `Ok` as
 //! `qcow2-rs`'s own I/O engines give on a truncated image.
 //!
-//! This module must never write: every write-side operation fails.
+//! Writes exist only for an image opened writable, and go to its
+//! [`BlockWrite`] host file (the undo journal). "Discards" of new clusters
+//! become zeroing there (growing the file past its end), so every cluster
+//! `qcow2-rs` allocates lies wholly inside the file.
+//!
+//! This module must never write without a writer, and never let `qcow2-rs`
+//! rewrite the header: its serialiser writes a version-3 header without
+//! our extensions or backing file name.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use qcow2_rs::error::Qcow2Result;
 use qcow2_rs::ops::Qcow2IoOps;
 
-use crate::{Device, Error, ErrorKind};
+use crate::{BlockWrite, Device, Error, ErrorKind};
 
 /// What the last failed read was, kept so that the caller can report our
 /// own rich error instead of `qcow2-rs`'s string.
@@ -42,6 +50,9 @@ pub(crate) struct IoState {
     /// Set only around the reads that may legitimately pass the end of file.
     pub(crate) past_eof: Cell<PastEof>,
     pub(crate) last_failure: RefCell<Option<Failure>>,
+    /// Set while a device that failed is disposed of: its writes are
+    /// dropped (see `write::dispose`).
+    pub(crate) discard_writes: Cell<bool>,
 }
 
 impl IoState {
@@ -67,6 +78,10 @@ impl IoState {
 ///   qemu reads it. The refcount table is never used for reading.
 pub(crate) struct ImageIo {
     pub(crate) source: Device,
+    /// The host file, for an image opened writable.
+    pub(crate) writer: Option<Arc<dyn BlockWrite>>,
+    /// Size of the header cluster, which `qcow2-rs` must never write.
+    pub(crate) header_cluster: u64,
     pub(crate) state: Rc<IoState>,
 }
 
@@ -95,38 +110,83 @@ impl ImageIo {
     }
 }
 
-fn read_only() -> qcow2_rs::error::Qcow2Error {
-    "rescue-disk opened this qcow2 image read-only"
-        .to_owned()
-        .into()
+impl ImageIo {
+    /// Records our error for the caller and hands `qcow2-rs` its message.
+    fn fail<T>(&self, offset: u64, len: usize, error: Error) -> Qcow2Result<T> {
+        let message = error.to_string();
+        *self.state.last_failure.borrow_mut() = Some(Failure {
+            host_offset: offset,
+            len,
+            error,
+        });
+        Err(message.into())
+    }
+
+    fn writer(&self, offset: u64, len: usize) -> Result<&Arc<dyn BlockWrite>, Error> {
+        let Some(writer) = &self.writer else {
+            return Err(Error::new(ErrorKind::Unsupported, "writing qcow2 image")
+                .with_path(self.source.describe())
+                .with_detail("rescue-disk opened this qcow2 image read-only"));
+        };
+        if offset < self.header_cluster && len > 0 {
+            return Err(Error::new(ErrorKind::Unsupported, "writing qcow2 image")
+                .with_path(self.source.describe())
+                .with_offset(offset)
+                .with_detail("qcow2-rs tried to rewrite the image header (to grow the refcount table), which rescue-disk does not allow; nothing was written there; undo this session and write to a copy made with `qemu-img convert -O qcow2 -o cluster_size=65536 in.qcow2 out.qcow2`"));
+        }
+        Ok(writer)
+    }
 }
 
 impl Qcow2IoOps for ImageIo {
     async fn read_to(&self, offset: u64, buf: &mut [u8]) -> Qcow2Result<usize> {
         match self.read(offset, buf) {
             Ok(()) => Ok(buf.len()),
-            Err(error) => {
-                let message = error.to_string();
-                *self.state.last_failure.borrow_mut() = Some(Failure {
-                    host_offset: offset,
-                    len: buf.len(),
-                    error,
-                });
-                Err(message.into())
-            }
+            Err(error) => self.fail(offset, buf.len(), error),
         }
     }
 
-    async fn write_from(&self, _offset: u64, _buf: &[u8]) -> Qcow2Result<()> {
-        Err(read_only())
+    async fn write_from(&self, offset: u64, buf: &[u8]) -> Qcow2Result<()> {
+        if self.state.discard_writes.get() {
+            return Ok(());
+        }
+        let result = self
+            .writer(offset, buf.len())
+            .and_then(|w| w.write_all_at(offset, buf));
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => self.fail(offset, buf.len(), error),
+        }
     }
 
-    async fn fallocate(&self, _offset: u64, _len: usize, _flags: u32) -> Qcow2Result<()> {
-        Err(read_only())
+    async fn fallocate(&self, offset: u64, len: usize, _flags: u32) -> Qcow2Result<()> {
+        if self.state.discard_writes.get() {
+            return Ok(());
+        }
+        // Every use in qcow2-rs means "this new cluster must read as zeros".
+        let result = self
+            .writer(offset, len)
+            .and_then(|w| w.write_zeroes_at(offset, len as u64));
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => self.fail(offset, len, error),
+        }
     }
 
-    async fn fsync(&self, _offset: u64, _len: usize, _flags: u32) -> Qcow2Result<()> {
-        Err(read_only())
+    async fn fsync(&self, offset: u64, len: usize, _flags: u32) -> Qcow2Result<()> {
+        if self.state.discard_writes.get() {
+            return Ok(());
+        }
+        let result = match &self.writer {
+            Some(w) => w.flush(),
+            None => Err(Error::new(ErrorKind::Unsupported, "flushing qcow2 image")
+                .with_path(self.source.describe())
+                .with_detail("rescue-disk opened this qcow2 image read-only")),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => self.fail(offset, len, error),
+        }
     }
 }
 

@@ -282,6 +282,8 @@ fn map_lv(
 ) -> Result<Volume> {
     let op = format!("mapping LVM logical volume {}/{}", vg.name, lv.name);
     let mut segments = Vec::with_capacity(pieces.len());
+    let mut extents = Vec::with_capacity(pieces.len());
+    let mut volume_offset = 0u64;
     let mut first_start = None;
     for p in pieces {
         let pv_volume = p.pv.volume;
@@ -325,6 +327,20 @@ fn map_lv(
             )));
         }
         first_start.get_or_insert(pv_volume.start_byte.saturating_add(start));
+        // The PV's own extents place this piece on the disk (a PV is a
+        // partition or the whole disk: one extent).
+        for pv_extent in &pv_volume.extents {
+            let lo = start.max(pv_extent.volume_start);
+            let hi = end.min(pv_extent.volume_start.saturating_add(pv_extent.len));
+            if lo < hi {
+                extents.push(rescue_io::Extent {
+                    volume_start: volume_offset + (lo - start),
+                    disk_start: pv_extent.disk_start + (lo - pv_extent.volume_start),
+                    len: hi - lo,
+                });
+            }
+        }
+        volume_offset = volume_offset.saturating_add(len);
         segments.push(LinearSegment {
             device: pv_volume.device.clone(),
             device_start_byte: start,
@@ -348,5 +364,6 @@ fn map_lv(
         size_in_bytes,
         probe,
         device,
+        extents,
     })
 }
