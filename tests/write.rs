@@ -444,12 +444,21 @@ fn fix_repairs_the_demo_and_undo_restores_it() {
     // The record inside the guest: a copy of the old file and a manifest
     // whose hashes match the old and new contents.
     let record = doc["guest_record"].as_str().expect("guest_record");
-    let manifest: Value =
-        serde_json::from_str(&ok(&undo, &["cat", s(&img), &format!("{record}/manifest.json")]).stdout)
-            .unwrap();
+    let manifest: Value = serde_json::from_str(
+        &ok(&undo, &["cat", s(&img), &format!("{record}/manifest.json")]).stdout,
+    )
+    .unwrap();
     let entry = &manifest["changes"][0];
     assert_eq!(entry["path"], "/etc/fstab");
-    let backup = ok(&undo, &["cat", s(&img), &format!("{record}/{}", entry["backup"].as_str().unwrap())]).stdout;
+    let backup = ok(
+        &undo,
+        &[
+            "cat",
+            s(&img),
+            &format!("{record}/{}", entry["backup"].as_str().unwrap()),
+        ],
+    )
+    .stdout;
     assert_eq!(backup, old_fstab);
     let new_fstab = ok(&undo, &["cat", s(&img), "/etc/fstab"]).stdout;
     let hash = |t: &str| {
@@ -586,4 +595,91 @@ fn put_on_a_dirty_journal_replays_it_first() {
         b"changed-before-snapshot\n"
     );
     assert_eq!(debugfs_cat(&fs, "/etc/fstab"), NEW_FSTAB.as_bytes());
+}
+
+/// Guest symlinks are followed inside the guest, never on the host: a
+/// write through an absolute link or a `..` chain lands on the guest's own
+/// file, and the host's files are untouched.
+#[test]
+fn writes_through_guest_symlinks_stay_inside_the_guest() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    let expect = xtask::expect("gpt-debian").unwrap();
+    let (dir, img) = xtask::scratch_copy("gpt-debian", Format::Raw).unwrap();
+    let undo = dir.path().join("undo");
+    let i = s(&img);
+    let host_hostname = std::fs::read("/etc/hostname").ok();
+    ok(&undo, &["ln", i, "-s", "/etc/hostname", "/root/abs"]);
+    ok(
+        &undo,
+        &["ln", i, "-s", "../../../../../../etc/hosts", "/root/dots"],
+    );
+    let a = dir.path().join("a");
+    std::fs::write(&a, "through-absolute-link\n").unwrap();
+    ok(&undo, &["put", i, s(&a), "/root/abs"]);
+    ok(&undo, &["put", i, s(&a), "/root/dots"]);
+    let root = extract(&img, &expect, "/", dir.path());
+    assert_e2fsck_clean(&root);
+    assert_eq!(
+        debugfs_cat(&root, "/etc/hostname"),
+        b"through-absolute-link\n"
+    );
+    assert_eq!(debugfs_cat(&root, "/etc/hosts"), b"through-absolute-link\n");
+    assert_eq!(
+        std::fs::read("/etc/hostname").ok(),
+        host_hostname,
+        "the host's file changed"
+    );
+    // Removing the link removes the link, not its target.
+    ok(&undo, &["rm", i, "/root/abs"]);
+    let root = extract(&img, &expect, "/", dir.path());
+    assert!(!debugfs(&root, "ls /root").contains("abs"));
+    assert_eq!(
+        debugfs_cat(&root, "/etc/hostname"),
+        b"through-absolute-link\n"
+    );
+}
+
+/// Writes into an LVM logical volume made of two segments (no
+/// device-mapper): the file lands in the LV, e2fsck is clean on the LV as
+/// the oracles extract it, and /boot (another partition) is untouched.
+#[test]
+fn put_into_a_two_segment_lvm_root() {
+    if !layout_available("lvm-rhel") {
+        return;
+    }
+    let expect = xtask::expect("lvm-rhel").unwrap();
+    assert_eq!(volume(&expect, "/")["extents"].as_array().unwrap().len(), 2);
+    let (dir, img) = xtask::scratch_copy("lvm-rhel", Format::Qcow2).unwrap();
+    let undo = dir.path().join("undo");
+    let original = sha(&img);
+    let boot_before = sha(&extract(&img, &expect, "/boot", dir.path()));
+    // 38 MB of the LV's 42.7 MiB free: the file must reach past the first
+    // segment (32 MiB, blocks 0-8191) into the second one.
+    let payload = dir.path().join("payload");
+    let data: Vec<u8> = (0..38_000_000u32).map(|n| (n % 253) as u8).collect();
+    std::fs::write(&payload, &data).unwrap();
+    ok(&undo, &["put", s(&img), s(&payload), "/root/big"]);
+    qemu_img_check(&img);
+    let root = extract(&img, &expect, "/", dir.path());
+    assert_e2fsck_clean(&root);
+    assert_eq!(debugfs_cat(&root, "/root/big"), data);
+    let extents = debugfs(&root, "ex /root/big");
+    let last_block: u64 = extents
+        .lines()
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .filter_map(|w| w.split('-').next_back()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last_block >= 8192,
+        "the file stayed in the first segment:\n{extents}"
+    );
+    assert_eq!(
+        sha(&extract(&img, &expect, "/boot", dir.path())),
+        boot_before
+    );
+    ok(&undo, &["undo", s(&img)]);
+    assert_eq!(sha(&img), original);
 }

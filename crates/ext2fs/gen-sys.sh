@@ -6,9 +6,9 @@
 set -eu
 cd "$(dirname "$0")"
 
-FUNCS='ext2fs_open2|ext2fs_close2|ext2fs_free|ext2fs_flush|ext2fs_check_desc|ext2fs_group_desc_csum_verify|ext2fs_read_bitmaps|ext2fs_read_inode_full|ext2fs_write_inode_full|ext2fs_lookup|ext2fs_dir_iterate2|ext2fs_link|ext2fs_unlink|ext2fs_expand_dir|ext2fs_new_inode|ext2fs_new_block2|ext2fs_inode_alloc_stats2|ext2fs_block_alloc_stats2|ext2fs_find_inode_goal|ext2fs_new_dir_block|ext2fs_write_dir_block4|ext2fs_extent_open2|ext2fs_extent_set_bmap|ext2fs_extent_free|ext2fs_iblk_set|ext2fs_symlink|ext2fs_punch|ext2fs_inode_has_valid_blocks2|ext2fs_file_open2|ext2fs_file_read|ext2fs_file_write|ext2fs_file_close|ext2fs_xattrs_open|ext2fs_xattrs_read|ext2fs_xattr_get|ext2fs_xattr_set|ext2fs_xattr_remove|ext2fs_xattrs_iterate|ext2fs_xattrs_close|ext2fs_free_ext_attr|ext2fs_blocks_count|error_message|initialize_ext2_error_table|free'
-TYPES='struct_ext2_filsys|ext2_filsys|ext2_inode|ext2_inode_large|ext2_super_block|ext2_dir_entry|struct_io_manager|struct_io_channel|struct_io_stats|io_manager|io_channel|io_stats|errcode_t|ext2_ino_t|blk64_t|ext2_file_t|ext2_extent_handle_t'
-VARS='EXT2_ET_(BASE|MAGIC_IO_CHANNEL|MAGIC_IO_MANAGER|BAD_DEVICE_NAME|SHORT_READ|SHORT_WRITE|UNIMPLEMENTED|INVALID_ARGUMENT|FILE_NOT_FOUND|DIR_NO_SPACE|DIR_EXISTS|FILE_EXISTS|EA_KEY_NOT_FOUND|BLOCK_ALLOC_FAIL|INODE_ALLOC_FAIL|EA_NO_SPACE|NO_MEMORY|BAD_MAGIC|CORRUPT_SUPERBLOCK|SB_CSUM_INVALID|UNSUPP_FEATURE|RO_UNSUPP_FEATURE|DIR_CORRUPTED|DIR_CSUM_INVALID|INODE_CSUM_INVALID|EXTENT_CSUM_INVALID|EXT_ATTR_CSUM_INVALID|BLOCK_BITMAP_CSUM_INVALID|INODE_BITMAP_CSUM_INVALID|BAD_DESC_SIZE|GDESC_BAD_BLOCK_MAP|GDESC_BAD_INODE_MAP|GDESC_BAD_INODE_TABLE|GDESC_READ|BAD_INODE_NUM|EXTENT_HEADER_BAD|EXTENT_INDEX_BAD|EXTENT_LEAF_BAD|BAD_EA_HEADER|BAD_EA_BLOCK_NUM|EA_BAD_NAME_LEN|EA_BAD_VALUE_SIZE|EA_BAD_VALUE_OFFSET|EA_INODE_CORRUPTED|DIR_NO_SPACE_FOR_CSUM|FILESYSTEM_CORRUPTED|TOOSMALL|NO_DIRECTORY|FILE_TOO_BIG|SYMLINK_LOOP|REV_TOO_HIGH|UNEXPECTED_BLOCK_SIZE|CANT_USE_LEGACY_BITMAPS|INLINE_DATA_CANT_ITERATE|MISSING_EA_FEATURE)|EXT2_FLAG_(RW|64BITS|SKIP_MMP|DIRTY|CHANGED)|IO_FLAG_RW|EXT[234]_FEATURE_(COMPAT|INCOMPAT|RO_COMPAT)_[A-Z0-9_]+|EXT2_(IMMUTABLE|APPEND|INDEX)_FL|EXT4_(ENCRYPT|EXTENTS|VERITY|EA_INODE|INLINE_DATA|CASEFOLD)_FL|LINUX_S_IF[A-Z]+|EXT2_FT_[A-Z_]+|DIRENT_(CHANGED|ABORT|DOT_FILE|DOT_DOT_FILE|OTHER_FILE|FLAG_INCLUDE_EMPTY)|EXT2_FILE_WRITE|EXT2_(ERROR|VALID)_FS|EXT2_OS_[A-Z]+|EXT2_ROOT_INO|EXT2_GOOD_OLD_(INODE_SIZE|FIRST_INO|REV)|EXT2_LINK_MAX|XATTR_ABORT'
+FUNCS='ext2fs_open2|ext2fs_close2|ext2fs_free|ext2fs_flush|ext2fs_check_desc|ext2fs_group_desc_csum_verify|ext2fs_read_bitmaps|ext2fs_read_inode_full|ext2fs_write_inode_full|ext2fs_lookup|ext2fs_dir_iterate2|ext2fs_link|ext2fs_unlink|ext2fs_expand_dir|ext2fs_new_inode|ext2fs_new_block2|ext2fs_inode_alloc_stats2|ext2fs_block_alloc_stats2|ext2fs_find_inode_goal|ext2fs_new_dir_block|ext2fs_write_dir_block4|ext2fs_extent_open2|ext2fs_extent_set_bmap|ext2fs_extent_free|ext2fs_extent_get|ext2fs_extent_replace|ext2fs_extent_delete|ext2fs_iblk_sub_blocks|ext2fs_iblk_set|ext2fs_symlink|ext2fs_punch|ext2fs_inode_has_valid_blocks2|ext2fs_file_open2|ext2fs_file_read|ext2fs_file_write|ext2fs_file_close|ext2fs_xattrs_open|ext2fs_xattrs_read|ext2fs_xattr_get|ext2fs_xattr_set|ext2fs_xattr_remove|ext2fs_xattrs_iterate|ext2fs_xattrs_close|ext2fs_free_ext_attr|ext2fs_blocks_count|ext2fs_bg_free_blocks_count|error_message|initialize_ext2_error_table|free'
+TYPES='struct_ext2_filsys|ext2_filsys|ext2_inode|ext2_inode_large|ext2_super_block|ext2_dir_entry|struct_io_manager|struct_io_channel|struct_io_stats|io_manager|io_channel|io_stats|errcode_t|ext2_ino_t|blk64_t|ext2_file_t|ext2_extent_handle_t|ext2fs_extent'
+VARS='EXT2_ET_(BASE|MAGIC_IO_CHANNEL|MAGIC_IO_MANAGER|BAD_DEVICE_NAME|SHORT_READ|SHORT_WRITE|UNIMPLEMENTED|INVALID_ARGUMENT|FILE_NOT_FOUND|DIR_NO_SPACE|DIR_EXISTS|FILE_EXISTS|EA_KEY_NOT_FOUND|BLOCK_ALLOC_FAIL|INODE_ALLOC_FAIL|EA_NO_SPACE|NO_MEMORY|BAD_MAGIC|CORRUPT_SUPERBLOCK|SB_CSUM_INVALID|UNSUPP_FEATURE|RO_UNSUPP_FEATURE|DIR_CORRUPTED|DIR_CSUM_INVALID|INODE_CSUM_INVALID|EXTENT_CSUM_INVALID|EXT_ATTR_CSUM_INVALID|BLOCK_BITMAP_CSUM_INVALID|INODE_BITMAP_CSUM_INVALID|BAD_DESC_SIZE|GDESC_BAD_BLOCK_MAP|GDESC_BAD_INODE_MAP|GDESC_BAD_INODE_TABLE|GDESC_READ|BAD_INODE_NUM|EXTENT_HEADER_BAD|EXTENT_INDEX_BAD|EXTENT_LEAF_BAD|BAD_EA_HEADER|BAD_EA_BLOCK_NUM|EA_BAD_NAME_LEN|EA_BAD_VALUE_SIZE|EA_BAD_VALUE_OFFSET|EA_INODE_CORRUPTED|DIR_NO_SPACE_FOR_CSUM|FILESYSTEM_CORRUPTED|TOOSMALL|NO_DIRECTORY|FILE_TOO_BIG|SYMLINK_LOOP|REV_TOO_HIGH|UNEXPECTED_BLOCK_SIZE|CANT_USE_LEGACY_BITMAPS|INLINE_DATA_CANT_ITERATE|MISSING_EA_FEATURE|EXTENT_NO_NEXT)|EXT2_FLAG_(RW|64BITS|SKIP_MMP|DIRTY|CHANGED)|IO_FLAG_RW|EXT[234]_FEATURE_(COMPAT|INCOMPAT|RO_COMPAT)_[A-Z0-9_]+|EXT2_(IMMUTABLE|APPEND|INDEX)_FL|EXT4_(ENCRYPT|EXTENTS|VERITY|EA_INODE|INLINE_DATA|CASEFOLD)_FL|LINUX_S_IF[A-Z]+|EXT2_FT_[A-Z_]+|DIRENT_(CHANGED|ABORT|DOT_FILE|DOT_DOT_FILE|OTHER_FILE|FLAG_INCLUDE_EMPTY)|EXT2_FILE_WRITE|EXT2_(ERROR|VALID)_FS|EXT2_OS_[A-Z]+|EXT2_ROOT_INO|EXT2_GOOD_OLD_(INODE_SIZE|FIRST_INO|REV)|EXT2_LINK_MAX|XATTR_ABORT|EXT2_EXTENT_(ROOT|NEXT|FLAGS_LEAF)'
 
 ARGS="--rust-target 1.82 --merge-extern-blocks --no-doc-comments --no-prepend-enum-name --allowlist-function ($FUNCS) --allowlist-type ($TYPES) --allowlist-var ($VARS) wrapper.h"
 
@@ -25,12 +25,34 @@ ARGS="--rust-target 1.82 --merge-extern-blocks --no-doc-comments --no-prepend-en
   bindgen $ARGS | sed 's|^unsafe extern "C" {|// SAFETY: declarations only; every call site states why its call is sound.\nunsafe extern "C" {|'
 } > src/sys.rs.tmp
 rustfmt --edition 2021 src/sys.rs.tmp
-# The project's tidy test wants a SAFETY comment near every `unsafe extern`,
-# including the function-pointer types of C callbacks.
-awk '/unsafe extern/ && !(p1 ~ /SAFETY/ || p2 ~ /SAFETY/ || p3 ~ /SAFETY/) {
-       match($0, /^ */); print substr($0, 1, RLENGTH) "// SAFETY: a C function type; calling it is up to the caller."
-     }
-     { print; p3 = p2; p2 = p1; p1 = $0 }' src/sys.rs.tmp > src/sys.rs.tmp2
-rustfmt --edition 2021 src/sys.rs.tmp2
-rm src/sys.rs.tmp
-mv src/sys.rs.tmp2 src/sys.rs
+# The project's tidy test wants a SAFETY comment within three lines above
+# every `unsafe extern`, including the function-pointer types of C
+# callbacks. Inserting comments can make rustfmt rewrap lines, so repeat
+# until nothing is inserted.
+for _ in 1 2 3 4; do
+  # (A comment between a field name and its wrapped type would be dropped
+  # by rustfmt, so it goes above the field name in that case.)
+  awk '{ L[NR] = $0 }
+       END {
+         n = 0
+         for (i = 1; i <= NR; i++) {
+           if (L[i] !~ /unsafe extern/) continue
+           ok = 0
+           for (k = i - 3; k < i; k++) if (k >= 1 && L[k] ~ /SAFETY/) ok = 1
+           for (k = i - 2; k <= i; k++) if (k >= 1 && ins[k]) ok = 1
+           if (!ok) { t = (i > 1 && L[i-1] ~ /:[ \t]*$/) ? i - 1 : i; ins[t] = 1; n++ }
+         }
+         for (i = 1; i <= NR; i++) {
+           if (ins[i]) {
+             match(L[i], /^ */)
+             print substr(L[i], 1, RLENGTH) "// SAFETY: a C function type; calling it is up to the caller."
+           }
+           print L[i]
+         }
+         exit n > 0 ? 1 : 0
+       }' src/sys.rs.tmp > src/sys.rs.tmp2 && changed=0 || changed=1
+  mv src/sys.rs.tmp2 src/sys.rs.tmp
+  rustfmt --edition 2021 src/sys.rs.tmp
+  [ "$changed" = 0 ] && break
+done
+mv src/sys.rs.tmp src/sys.rs

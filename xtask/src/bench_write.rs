@@ -519,7 +519,7 @@ impl Bench {
             let image = self.fresh_copy(Format::Qcow2)?;
             fs::write(&export, b"")?;
             let t = Instant::now();
-            let mut qsd = Qsd::start(&image, &export, &self.work.join("qsd.log"))?;
+            let mut qsd = Qsd::start(&self.work, "big.qcow2", "export.raw")?;
             qsd.wait_ready(virtual_size)?;
             ready.push(t.elapsed());
             self.mount_cp_umount(&export, &mnt)?;
@@ -666,19 +666,19 @@ struct Qsd {
 }
 
 impl Qsd {
-    fn start(image: &Path, export: &Path, log: &Path) -> Result<Qsd> {
-        let log_file = fs::File::create(log)?;
+    /// Starts the daemon in `dir` on `dir/IMAGE`, exporting `dir/EXPORT`
+    /// (an existing regular file), with names relative to `dir` as printed.
+    fn start(dir: &Path, image: &str, export: &str) -> Result<Qsd> {
+        let log = dir.join("qsd.log");
+        let log_file = fs::File::create(&log)?;
         let child = tools::cmd("qemu-storage-daemon")?
+            .current_dir(dir)
             .arg("--blockdev")
-            .arg(format!(
-                "driver=file,node-name=f,filename={}",
-                image.display()
-            ))
+            .arg(format!("driver=file,node-name=f,filename={image}"))
             .args(["--blockdev", "driver=qcow2,node-name=q,file=f"])
             .arg("--export")
             .arg(format!(
-                "type=fuse,id=e,node-name=q,mountpoint={},writable=on",
-                export.display()
+                "type=fuse,id=e,node-name=q,mountpoint={export},writable=on"
             ))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -687,8 +687,8 @@ impl Qsd {
             .context("starting qemu-storage-daemon")?;
         Ok(Qsd {
             child: Some(child),
-            export: export.to_path_buf(),
-            log: log.to_path_buf(),
+            export: dir.join(export),
+            log,
         })
     }
 

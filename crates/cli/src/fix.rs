@@ -418,7 +418,10 @@ fn render(doc: &FixReport, style: &Style) -> String {
 /// Leaves copies of the rewritten files and a manifest in the guest (see
 /// `rescue_write::record`). A failure here does not undo the repairs: it
 /// is reported as a warning.
-fn write_record(s: &mut rescue_write::Session, applied: &[rescue_write::plan::PlannedOp]) -> Option<String> {
+fn write_record(
+    s: &mut rescue_write::Session,
+    applied: &[rescue_write::plan::PlannedOp],
+) -> Option<String> {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -430,14 +433,19 @@ fn write_record(s: &mut rescue_write::Session, applied: &[rescue_write::plan::Pl
             return None;
         }
     };
-    let Some(ops) = rescue_write::record::ops(&guest, &run_id, env!("CARGO_PKG_VERSION"), time, applied) else {
+    let Some(ops) =
+        rescue_write::record::ops(&guest, &run_id, env!("CARGO_PKG_VERSION"), time, applied)
+    else {
         tracing::warn!("the guest has no /var/lib: no record of the changes left in it");
         return None;
     };
     drop(guest);
     for op in &ops {
         if let Err(e) = s.apply(op) {
-            tracing::warn!("the record of the changes in the guest is incomplete ({}): {e}", op.describe());
+            tracing::warn!(
+                "the record of the changes in the guest is incomplete ({}): {e}",
+                op.describe()
+            );
             return None;
         }
     }
@@ -488,16 +496,6 @@ mod tests {
     /// fails when they drift apart. `RESCUE_BLESS=1` rewrites the file.
     #[test]
     fn json_schema_in_docs_is_up_to_date() {
-        let schema = schemars::schema_for!(FixReport);
-        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema/fix.v1.json");
-        if std::env::var_os("RESCUE_BLESS").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == text,
-            "docs/schema/fix.v1.json is stale: run `RESCUE_BLESS=1 cargo test -p rescue-disk json_schema`"
-        );
+        crate::assert_schema_is_current(&schemars::schema_for!(FixReport), "fix.v1.json");
     }
 }

@@ -530,19 +530,9 @@ mod tests {
     /// fails when they drift apart. `RESCUE_BLESS=1` rewrites the file.
     #[test]
     fn json_schema_in_docs_is_up_to_date() {
-        let schema = schemars::schema_for!(InspectReport<'static>);
-        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/schema/inspect.v1.json"
-        );
-        if std::env::var_os("RESCUE_BLESS").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == text,
-            "docs/schema/inspect.v1.json is stale: run `RESCUE_BLESS=1 cargo test -p rescue-disk json_schema`"
+        crate::assert_schema_is_current(
+            &schemars::schema_for!(InspectReport<'static>),
+            "inspect.v1.json",
         );
     }
 

@@ -112,3 +112,21 @@ fn init_tracing(verbose: u8) {
         .without_time()
         .try_init();
 }
+
+/// Fails when `docs/schema/<file>` differs from `schema`, the schema
+/// generated from the report types (`RESCUE_BLESS=1` rewrites the file).
+#[cfg(test)]
+fn assert_schema_is_current(schema: &schemars::Schema, file: &str) {
+    let text = serde_json::to_string_pretty(schema).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/schema")
+        .join(file);
+    if std::env::var_os("RESCUE_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "docs/schema/{file} is stale: run `RESCUE_BLESS=1 cargo test -p rescue-disk json_schema`"
+    );
+}

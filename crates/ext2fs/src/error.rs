@@ -42,6 +42,11 @@ pub enum ErrorKind {
 /// An error from this crate. `Display` is a single line.
 #[derive(Debug)]
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     op: String,
     fs: String,
@@ -59,48 +64,51 @@ impl Error {
         detail: impl Into<String>,
     ) -> Self {
         Error {
-            kind,
-            op: op.into(),
-            fs: fs.into(),
-            detail: detail.into(),
-            code: None,
-            device: None,
+            inner: Box::new(Inner {
+                kind,
+                op: op.into(),
+                fs: fs.into(),
+                detail: detail.into(),
+                code: None,
+                device: None,
+            }),
         }
     }
 
     pub(crate) fn with_code(mut self, code: i64) -> Self {
-        self.code = Some(code);
+        self.inner.code = Some(code);
         self
     }
 
     pub(crate) fn with_device(mut self, device: Option<rescue_io::Error>) -> Self {
         if device.is_some() {
-            self.kind = ErrorKind::Device;
+            self.inner.kind = ErrorKind::Device;
         }
-        self.device = device;
+        self.inner.device = device;
         self
     }
 
     /// The class of failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The libext2fs (com_err) error code, when libext2fs reported one.
     pub fn code(&self) -> Option<i64> {
-        self.code
+        self.inner.code
     }
 
     /// The block layer's error behind this one, when the device failed.
     pub fn device_error(&self) -> Option<&rescue_io::Error> {
-        self.device.as_ref()
+        self.inner.device.as_ref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} on {}: {}", self.op, self.fs, self.detail)?;
-        if let Some(dev) = &self.device {
+        let i = &self.inner;
+        write!(f, "{} on {}: {}", i.op, i.fs, i.detail)?;
+        if let Some(dev) = &i.device {
             write!(f, ": {dev}")?;
         }
         Ok(())
@@ -109,6 +117,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.device.as_ref().map(|e| e as _)
+        self.inner.device.as_ref().map(|e| e as _)
     }
 }

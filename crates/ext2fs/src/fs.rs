@@ -25,7 +25,7 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Most entries [`Fs::read_dir`] returns before giving up (a bound against
 /// corrupt or hostile directories).
-pub const MAX_DIR_ENTRIES: usize = 4 << 20;
+pub const MAX_DIR_ENTRIES: usize = 1 << 20;
 
 /// Deepest directory nesting we walk (lookups, loop checks in rename).
 const MAX_DEPTH: usize = 4096;
@@ -51,6 +51,8 @@ pub struct DirEntry {
 /// group descriptors and bitmaps back if they changed, then flushes the
 /// device.
 pub struct Fs {
+    /// Non-null for every `Fs` a caller can reach: only `close` (which
+    /// consumes the value) and the failure path of `open` null it.
     raw: sys::ext2_filsys,
     chan: Rc<ChannelState>,
     name: String,
@@ -87,7 +89,10 @@ const FEATURE_RO_COMPAT_OK: u32 = sys::EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER
 /// Known features we refuse, with their names.
 const REFUSED_INCOMPAT: &[(u32, &str)] = &[
     (sys::EXT2_FEATURE_INCOMPAT_COMPRESSION, "compression"),
-    (sys::EXT4_FEATURE_INCOMPAT_MMP, "mmp (multi-mount protection)"),
+    (
+        sys::EXT4_FEATURE_INCOMPAT_MMP,
+        "mmp (multi-mount protection)",
+    ),
     (sys::EXT4_FEATURE_INCOMPAT_EA_INODE, "ea_inode"),
     (sys::EXT4_FEATURE_INCOMPAT_DIRDATA, "dirdata"),
     (sys::EXT4_FEATURE_INCOMPAT_INLINE_DATA, "inline_data"),
@@ -134,8 +139,10 @@ pub(crate) fn message_of(code: sys::errcode_t) -> String {
 
 fn code_kind(code: sys::errcode_t) -> ErrorKind {
     let c = code as u32;
-    if code == 28 {
-        return ErrorKind::NoSpace; // ENOSPC
+    match code {
+        28 => return ErrorKind::NoSpace,      // ENOSPC
+        22 => return ErrorKind::InvalidInput, // EINVAL (e.g. a malformed ACL)
+        _ => {}
     }
     match c {
         sys::EXT2_ET_FILE_NOT_FOUND => ErrorKind::NotFound,
@@ -233,10 +240,10 @@ impl Fs {
         let flags = sys::EXT2_FLAG_RW | sys::EXT2_FLAG_64BITS | sys::EXT2_FLAG_SKIP_MMP;
         let rc = {
             let _registration = Registration::new(&chan);
-            // SAFETY: the name is a valid C string registered above so that
-            // our open callback finds the device; the manager table lives in
-            // `chan`, which every channel keeps alive; `raw` is a valid out
-            // pointer. On failure ext2fs_open2 frees what it allocated.
+            // The name is registered above so our open callback finds the
+            // device; on failure ext2fs_open2 frees what it allocated.
+            // SAFETY: valid C string; the manager table lives in `chan`,
+            // which every channel keeps alive; `raw` is a valid out pointer.
             unsafe {
                 sys::ext2fs_open2(
                     chan.name().as_ptr(),
@@ -263,9 +270,11 @@ impl Fs {
                 ),
                 _ => {}
             }
-            return Err(Error::new(code_kind(rc), "opening ext2/3/4 filesystem", name, detail)
-                .with_code(rc)
-                .with_device(device));
+            return Err(
+                Error::new(code_kind(rc), "opening ext2/3/4 filesystem", name, detail)
+                    .with_code(rc)
+                    .with_device(device),
+            );
         }
         let mut fs = Fs {
             raw,
@@ -283,10 +292,9 @@ impl Fs {
     }
 
     fn sb(&self) -> &sys::ext2_super_block {
-        // SAFETY: `raw` is a live filesystem handle (non-null while `self`
-        // exists) and libext2fs keeps `super` allocated for its lifetime;
-        // we never hold this reference across a libext2fs call that could
-        // reallocate it (none does).
+        // SAFETY: `raw` is live (non-null for every reachable `Fs`) and
+        // libext2fs keeps `super` allocated at a fixed address while open;
+        // callers copy fields out instead of holding this across calls.
         unsafe { &*(*self.raw).super_ }
     }
 
@@ -402,7 +410,9 @@ impl Fs {
         if sb.s_creator_os == sys::EXT2_OS_HURD {
             return Err(self.refuse(
                 op,
-                format!("this filesystem was made for GNU Hurd, whose inode layout differs; {way_out}"),
+                format!(
+                    "this filesystem was made for GNU Hurd, whose inode layout differs; {way_out}"
+                ),
             ));
         }
         if u32::from(sb.s_state) & sys::EXT2_ERROR_FS != 0 {
@@ -509,8 +519,13 @@ impl Fs {
         }
         if self.chan.wrote() {
             self.chan.device().flush().map_err(|e| {
-                Error::new(ErrorKind::Device, "flushing", &self.name, "the device failed")
-                    .with_device(Some(e))
+                Error::new(
+                    ErrorKind::Device,
+                    "flushing",
+                    &self.name,
+                    "the device failed",
+                )
+                .with_device(Some(e))
             })?;
         }
         Ok(())
@@ -524,14 +539,24 @@ impl Fs {
         let rc = unsafe { sys::ext2fs_flush(self.raw) };
         self.check(rc, "flushing")?;
         self.chan.device().flush().map_err(|e| {
-            Error::new(ErrorKind::Device, "flushing", &self.name, "the device failed")
-                .with_device(Some(e))
+            Error::new(
+                ErrorKind::Device,
+                "flushing",
+                &self.name,
+                "the device failed",
+            )
+            .with_device(Some(e))
         })
     }
 
     fn live(&self, op: &str) -> Result<()> {
         if self.raw.is_null() {
-            return Err(Error::new(ErrorKind::Other, op, &self.name, "the filesystem is closed"));
+            return Err(Error::new(
+                ErrorKind::Other,
+                op,
+                &self.name,
+                "the filesystem is closed",
+            ));
         }
         Ok(())
     }
@@ -549,9 +574,10 @@ impl Fs {
             ErrorKind::Corrupt => {
                 detail.push_str("; the filesystem is damaged here: run `e2fsck -f` on it first")
             }
-            ErrorKind::NoSpace if rc == sys::EXT2_ET_EA_NO_SPACE as sys::errcode_t => detail.push_str(
-                "; all extended attributes of an inode must fit in the inode and one block",
-            ),
+            ErrorKind::NoSpace if rc == sys::EXT2_ET_EA_NO_SPACE as sys::errcode_t => detail
+                .push_str(
+                    "; all extended attributes of an inode must fit in the inode and one block",
+                ),
             ErrorKind::NoSpace => detail.push_str("; free some space in the filesystem first"),
             _ => {}
         }
@@ -560,7 +586,12 @@ impl Fs {
             .with_device(device))
     }
 
-    pub(crate) fn err(&self, kind: ErrorKind, op: impl AsRef<str>, detail: impl Into<String>) -> Error {
+    pub(crate) fn err(
+        &self,
+        kind: ErrorKind,
+        op: impl AsRef<str>,
+        detail: impl Into<String>,
+    ) -> Error {
         Error::new(kind, op.as_ref(), &self.name, detail)
     }
 
@@ -599,7 +630,10 @@ impl Fs {
             return Err(self.err(
                 ErrorKind::InvalidInput,
                 op,
-                format!("inode {ino} does not exist (the filesystem has {} inodes)", self.sb().s_inodes_count),
+                format!(
+                    "inode {ino} does not exist (the filesystem has {} inodes)",
+                    self.sb().s_inodes_count
+                ),
             ));
         }
         Ok(())
@@ -641,7 +675,12 @@ impl Fs {
     }
 
     /// Reads, changes and writes back one inode.
-    pub(crate) fn modify(&mut self, ino: Ino, op: &str, f: impl FnOnce(&mut RawInode, usize)) -> Result<()> {
+    pub(crate) fn modify(
+        &mut self,
+        ino: Ino,
+        op: &str,
+        f: impl FnOnce(&mut RawInode, usize),
+    ) -> Result<()> {
         let mut inode = self.read_raw(ino, op)?;
         f(&mut inode, self.inode_size());
         self.write_raw(ino, &mut inode, op)
@@ -674,7 +713,15 @@ impl Fs {
 
     /// A template for a new inode: type and permissions, owner, one link,
     /// all four times `now`, extents header when the filesystem has extents.
-    fn template(&self, ino: Ino, mode: u32, uid: u32, gid: u32, now: Timestamp, extents: bool) -> RawInode {
+    fn template(
+        &self,
+        ino: Ino,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        now: Timestamp,
+        extents: bool,
+    ) -> RawInode {
         // SAFETY: all-zero is a valid ext2_inode_large (plain integers).
         let mut inode: RawInode = unsafe { std::mem::zeroed() };
         inode.i_mode = mode as u16;
@@ -687,7 +734,12 @@ impl Fs {
             inode.i_extra_isize = (std::mem::size_of::<RawInode>() - inode::GOOD_OLD_INODE_SIZE)
                 .min(size - inode::GOOD_OLD_INODE_SIZE) as u16;
         }
-        for f in [TimeField::Atime, TimeField::Mtime, TimeField::Ctime, TimeField::Crtime] {
+        for f in [
+            TimeField::Atime,
+            TimeField::Mtime,
+            TimeField::Ctime,
+            TimeField::Crtime,
+        ] {
             inode::set_time(&mut inode, size, f, now);
         }
         inode.i_generation = generation(ino, now);
@@ -726,7 +778,11 @@ impl Fs {
             ));
         }
         if inode.i_links_count == 0 {
-            return Err(self.err(ErrorKind::NotFound, op, format!("{what} is not in use (no links)")));
+            return Err(self.err(
+                ErrorKind::NotFound,
+                op,
+                format!("{what} is not in use (no links)"),
+            ));
         }
         let flags = inode.i_flags;
         if flags & sys::EXT2_IMMUTABLE_FL != 0 {
@@ -754,10 +810,16 @@ impl Fs {
             ));
         }
         if flags & sys::EXT4_INLINE_DATA_FL != 0 {
-            return Err(self.refuse(op, format!("{what} keeps its data inline, which rescue-disk does not write")));
+            return Err(self.refuse(
+                op,
+                format!("{what} keeps its data inline, which rescue-disk does not write"),
+            ));
         }
         if flags & sys::EXT4_EA_INODE_FL != 0 {
-            return Err(self.refuse(op, format!("{what} holds an extended attribute value, not a file")));
+            return Err(self.refuse(
+                op,
+                format!("{what} holds an extended attribute value, not a file"),
+            ));
         }
         Ok(())
     }
@@ -807,14 +869,21 @@ impl Fs {
             ));
         }
         if inode.i_flags & sys::EXT4_INLINE_DATA_FL != 0 {
-            return Err(self.refuse(op, format!("{} keeps its entries inline", self.ino_desc(dir))));
+            return Err(self.refuse(
+                op,
+                format!("{} keeps its entries inline", self.ino_desc(dir)),
+            ));
         }
         Ok(inode)
     }
 
     fn check_name(&self, name: &[u8], op: &str) -> Result<CString> {
         let bad = |why: &str| {
-            self.err(ErrorKind::InvalidInput, op, format!("invalid file name '{}': {why}", show(name)))
+            self.err(
+                ErrorKind::InvalidInput,
+                op,
+                format!("invalid file name '{}': {why}", show(name)),
+            )
         };
         if name.is_empty() {
             return Err(bad("it is empty"));
@@ -826,7 +895,10 @@ impl Fs {
             return Err(bad("it contains '/'; pass a single path component"));
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(bad(&format!("it is {} bytes long, the limit is {MAX_NAME_LEN}", name.len())));
+            return Err(bad(&format!(
+                "it is {} bytes long, the limit is {MAX_NAME_LEN}",
+                name.len()
+            )));
         }
         CString::new(name).map_err(|_| bad("it contains a NUL byte"))
     }
@@ -1039,7 +1111,8 @@ impl Fs {
         let mut file: sys::ext2_file_t = std::ptr::null_mut();
         // SAFETY: `raw` is live; a null inode makes libext2fs read it;
         // `file` is a valid out pointer.
-        let rc = unsafe { sys::ext2fs_file_open2(self.raw, ino, std::ptr::null_mut(), 0, &mut file) };
+        let rc =
+            unsafe { sys::ext2fs_file_open2(self.raw, ino, std::ptr::null_mut(), 0, &mut file) };
         self.check(rc, op)?;
         let mut done = 0usize;
         let mut result = Ok(());
@@ -1049,7 +1122,12 @@ impl Fs {
             // SAFETY: `file` is open; the destination is the unfilled tail
             // of `data`, at least `want` bytes long.
             let rc = unsafe {
-                sys::ext2fs_file_read(file, data[done..].as_mut_ptr() as *mut c_void, want, &mut got)
+                sys::ext2fs_file_read(
+                    file,
+                    data[done..].as_mut_ptr() as *mut c_void,
+                    want,
+                    &mut got,
+                )
             };
             if let Err(e) = self.check(rc, op) {
                 result = Err(e);
@@ -1156,7 +1234,9 @@ impl Fs {
     /// Sets the ctime of `ino` to `now` (after xattr changes).
     pub(crate) fn touch_ctime(&mut self, ino: Ino, op: &str) -> Result<()> {
         let now = Timestamp::now();
-        self.modify(ino, op, |i, size| inode::set_time(i, size, TimeField::Ctime, now))
+        self.modify(ino, op, |i, size| {
+            inode::set_time(i, size, TimeField::Ctime, now)
+        })
     }
 
     // --- contents ----------------------------------------------------------
@@ -1164,6 +1244,10 @@ impl Fs {
     /// Replaces the contents of regular file `ino` with `data`, keeping the
     /// inode (so hard links, xattrs and SELinux labels stay): frees all its
     /// blocks, writes the new data, sets the size, mtime and ctime.
+    ///
+    /// Not atomic: a write that cannot fit is refused before anything
+    /// changes (kind `NoSpace`), but a device failure midway can leave the
+    /// file truncated or partly written (the filesystem stays consistent).
     pub fn write_file(&mut self, ino: Ino, data: &[u8]) -> Result<()> {
         let op = format!("writing {}", self.ino_desc(ino));
         let inode = self.read_raw(ino, &op)?;
@@ -1179,6 +1263,7 @@ impl Fs {
             ));
         }
         self.ensure_bitmaps(&op)?;
+        self.check_room(data.len() as u64, self.blocks_held(&inode), 0, &op)?;
         self.truncate_all(ino, &op)?;
         self.write_contents(ino, data, &op)?;
         let now = Timestamp::now();
@@ -1188,30 +1273,186 @@ impl Fs {
         })
     }
 
+    /// Free blocks according to the group descriptors (which libext2fs
+    /// keeps current as we allocate and free).
+    pub fn free_blocks(&self) -> u64 {
+        (0..self.group_count())
+            // SAFETY: `raw` is live and `g` < group_desc_count.
+            .map(|g| u64::from(unsafe { sys::ext2fs_bg_free_blocks_count(self.raw, g) }))
+            .sum()
+    }
+
+    /// Blocks needed to store `bytes` of file data, with a generous
+    /// allowance for indirect or extent tree blocks (none for up to 4
+    /// blocks: 4 extents fit in the inode, 12 direct block pointers too).
+    fn blocks_for(&self, bytes: u64) -> u64 {
+        let bs = u64::from(self.blocksize());
+        let data = bytes.div_ceil(bs);
+        if data <= 4 {
+            return data;
+        }
+        data + data / (bs / 4) + 2
+    }
+
+    /// Data blocks `inode` holds that punching would give back (its xattr
+    /// block, possibly shared, is not among them).
+    fn blocks_held(&self, inode: &RawInode) -> u64 {
+        let bs = u64::from(self.blocksize());
+        let raw = inode::raw_blocks(inode);
+        let blocks = if inode.i_flags & 0x0004_0000 != 0 {
+            raw // EXT4_HUGE_FILE_FL: counted in filesystem blocks
+        } else {
+            raw * 512 / bs
+        };
+        blocks.saturating_sub(u64::from(inode.i_file_acl != 0))
+    }
+
+    /// Refuses, before changing anything, a write of `bytes` that cannot
+    /// fit even after `reclaimable` blocks are freed: a full disk must not
+    /// leave a config file truncated.
+    fn check_room(&self, bytes: u64, reclaimable: u64, extra: u64, op: &str) -> Result<()> {
+        let need = self.blocks_for(bytes) + extra;
+        let have = self.free_blocks() + reclaimable;
+        if need > have {
+            return Err(self.err(
+                ErrorKind::NoSpace,
+                op,
+                format!(
+                    "the filesystem is full: {need} blocks of {} bytes are needed, {have} are \
+                     available; free some space in it first (nothing was changed)",
+                    self.blocksize()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Frees every data block of `ino` and sets its size to 0.
     fn truncate_all(&mut self, ino: Ino, op: &str) -> Result<()> {
+        self.unmap_last_fs_block(ino, op)?;
         let mut inode = self.read_raw(ino, op)?;
+        self.punch_all(ino, &mut inode, op)?;
+        self.modify(ino, op, |i, _| inode::set_size(i, 0))
+    }
+
+    /// Frees all data blocks (and extent tree blocks) of `ino`, whose
+    /// current inode is `inode`; libext2fs writes the inode back.
+    fn punch_all(&mut self, ino: Ino, inode: &mut RawInode, op: &str) -> Result<()> {
         // SAFETY: `raw` is live; `inode` is a whole ext2_inode_large, of
         // which libext2fs uses the leading ext2_inode part.
         let valid = unsafe {
-            sys::ext2fs_inode_has_valid_blocks2(self.raw, &mut inode as *mut RawInode as *mut sys::ext2_inode)
+            sys::ext2fs_inode_has_valid_blocks2(
+                self.raw,
+                inode as *mut RawInode as *mut sys::ext2_inode,
+            )
         };
-        if valid != 0 {
-            // SAFETY: as above; punch frees blocks 0..=max and writes the
-            // (small part of the) inode back itself.
-            let rc = unsafe {
-                sys::ext2fs_punch(
-                    self.raw,
-                    ino,
-                    &mut inode as *mut RawInode as *mut sys::ext2_inode,
-                    std::ptr::null_mut(),
-                    0,
-                    !0,
-                )
+        if valid == 0 {
+            return Ok(());
+        }
+        // SAFETY: as above; punch frees logical blocks 0..=max and writes
+        // the (leading part of the) inode back itself.
+        let rc = unsafe {
+            sys::ext2fs_punch(
+                self.raw,
+                ino,
+                inode as *mut RawInode as *mut sys::ext2_inode,
+                std::ptr::null_mut(),
+                0,
+                !0,
+            )
+        };
+        self.check(rc, op)
+    }
+
+    /// Works around a libext2fs bug (1.46.6 to 1.47.3; Debian bookworm has
+    /// 1.47.0): `ext2fs_punch` refuses to free an extent that ends at the
+    /// last block of the filesystem (an off-by-one check), after having
+    /// already removed the extent from the tree, which leaks its blocks.
+    /// Before punching we cut that one block off its extent ourselves.
+    fn unmap_last_fs_block(&mut self, ino: Ino, op: &str) -> Result<()> {
+        let inode = self.read_raw(ino, op)?;
+        if inode.i_flags & sys::EXT4_EXTENTS_FL == 0 {
+            return Ok(()); // block-mapped files are freed block by block
+        }
+        // SAFETY: `raw` is live and `super` valid (see `sb`).
+        let blocks = unsafe { sys::ext2fs_blocks_count((*self.raw).super_) };
+        let Some(last) = blocks.checked_sub(1) else {
+            return Ok(());
+        };
+        let mut handle: sys::ext2_extent_handle_t = std::ptr::null_mut();
+        // SAFETY: `raw` is live; a null inode makes libext2fs read it into
+        // the handle; `handle` is a valid out pointer.
+        let rc =
+            unsafe { sys::ext2fs_extent_open2(self.raw, ino, std::ptr::null_mut(), &mut handle) };
+        self.check(rc, op)?;
+        let result = self.cut_last_block(handle, last, op);
+        // SAFETY: `handle` is open and freed exactly once, here.
+        unsafe { sys::ext2fs_extent_free(handle) };
+        if !result? {
+            return Ok(());
+        }
+        // SAFETY: `raw` is live with bitmaps loaded (callers free blocks
+        // only after ensure_bitmaps); `last` < blocks_count.
+        unsafe { sys::ext2fs_block_alloc_stats2(self.raw, last, -1) };
+        let mut inode = self.read_raw(ino, op)?;
+        // SAFETY: `raw` is live; `inode` is a whole inode.
+        let rc = unsafe {
+            sys::ext2fs_iblk_sub_blocks(
+                self.raw,
+                &mut inode as *mut RawInode as *mut sys::ext2_inode,
+                1,
+            )
+        };
+        self.check(rc, op)?;
+        self.write_raw(ino, &mut inode, op)
+    }
+
+    /// Finds the leaf extent mapping physical block `last` and shortens
+    /// (or deletes) it; true when it did.
+    fn cut_last_block(
+        &self,
+        handle: sys::ext2_extent_handle_t,
+        last: u64,
+        op: &str,
+    ) -> Result<bool> {
+        // SAFETY: ext2fs_extent is plain integers; zero is valid.
+        let mut ext: sys::ext2fs_extent = unsafe { std::mem::zeroed() };
+        let mut op_code = sys::EXT2_EXTENT_ROOT;
+        // Every node of a sane tree is visited once; bound it anyway.
+        for _ in 0..(1u64 << 32) {
+            // SAFETY: `handle` is open; `ext` is a valid out pointer.
+            let rc = unsafe { sys::ext2fs_extent_get(handle, op_code as c_int, &mut ext) };
+            if rc == sys::EXT2_ET_EXTENT_NO_NEXT as sys::errcode_t {
+                let _ = self.chan.take_error();
+                return Ok(false);
+            }
+            self.check(rc, op)?;
+            op_code = sys::EXT2_EXTENT_NEXT;
+            let is_leaf = ext.e_flags & sys::EXT2_EXTENT_FLAGS_LEAF != 0;
+            if !is_leaf
+                || ext.e_len == 0
+                || ext.e_pblk.checked_add(u64::from(ext.e_len) - 1) != Some(last)
+            {
+                continue;
+            }
+            let rc = if ext.e_len > 1 {
+                ext.e_len -= 1;
+                // SAFETY: `handle` is positioned at this extent; replacing
+                // it with a shorter one keeps its start (parents unchanged).
+                unsafe { sys::ext2fs_extent_replace(handle, 0, &mut ext) }
+            } else {
+                // SAFETY: `handle` is positioned at this extent; deleting
+                // it frees emptied tree blocks itself.
+                unsafe { sys::ext2fs_extent_delete(handle, 0) }
             };
             self.check(rc, op)?;
+            return Ok(true);
         }
-        self.modify(ino, op, |i, _| inode::set_size(i, 0))
+        Err(self.err(
+            ErrorKind::Corrupt,
+            op,
+            "the extent tree does not end; run `e2fsck -f`",
+        ))
     }
 
     /// Writes `data` from offset 0 through libext2fs' file API (which
@@ -1283,7 +1524,15 @@ impl Fs {
         let mut ino: sys::ext2_ino_t = 0;
         // SAFETY: `raw` is live with bitmaps loaded (callers ensure it); a
         // null map means the filesystem's inode bitmap.
-        let rc = unsafe { sys::ext2fs_new_inode(self.raw, parent, mode as c_int, std::ptr::null_mut(), &mut ino) };
+        let rc = unsafe {
+            sys::ext2fs_new_inode(
+                self.raw,
+                parent,
+                mode as c_int,
+                std::ptr::null_mut(),
+                &mut ino,
+            )
+        };
         self.check(rc, op)?;
         Ok(ino)
     }
@@ -1296,7 +1545,14 @@ impl Fs {
 
     /// Adds entry `name` -> `ino` to `dir`, growing a linear directory by
     /// a block when it is full (htree directories grow themselves).
-    fn add_entry(&mut self, dir: Ino, name: &CString, ino: Ino, ft: FileType, op: &str) -> Result<()> {
+    fn add_entry(
+        &mut self,
+        dir: Ino,
+        name: &CString,
+        ino: Ino,
+        ft: FileType,
+        op: &str,
+    ) -> Result<()> {
         let flags = c_int::from(ft.dirent_code());
         // SAFETY: `raw` is live (bitmaps loaded by the caller); `name` is a
         // NUL-terminated string without '/' of at most 255 bytes.
@@ -1361,7 +1617,10 @@ impl Fs {
             return Err(self.err(
                 ErrorKind::NoSpace,
                 op,
-                format!("{} has too many subdirectories (link count limit)", self.ino_desc(dir)),
+                format!(
+                    "{} has too many subdirectories (link count limit)",
+                    self.ino_desc(dir)
+                ),
             ));
         }
         Ok(())
@@ -1382,6 +1641,7 @@ impl Fs {
         self.check_mode(mode, &op)?;
         let cname = self.prepare_new_entry(parent, name, &op)?;
         self.ensure_bitmaps(&op)?;
+        self.check_room(data.len() as u64, 0, 0, &op)?;
         let ftype = sys::LINUX_S_IFREG | u32::from(mode);
         let ino = self.new_inode(parent, ftype, &op)?;
         let now = Timestamp::now();
@@ -1394,7 +1654,14 @@ impl Fs {
         }
         self.remember(parent, name, ino);
         self.touch_dir(parent, &op)?;
-        self.write_contents(ino, data, &op)?;
+        // The directory may have grown into the space the data needed.
+        if let Err(e) = self
+            .check_room(data.len() as u64, 0, 0, &op)
+            .and_then(|()| self.write_contents(ino, data, &op))
+        {
+            self.undo_create(parent, &cname, ino, &op);
+            return Err(e);
+        }
         Ok(ino)
     }
 
@@ -1409,6 +1676,18 @@ impl Fs {
         Ok(())
     }
 
+    /// Best-effort undo of a created and linked file whose data could not
+    /// be written: removes the entry and frees the inode.
+    fn undo_create(&mut self, parent: Ino, name: &CString, ino: Ino, op: &str) {
+        // SAFETY: `raw` is live; `name` is NUL-terminated.
+        let rc = unsafe { sys::ext2fs_unlink(self.raw, parent, name.as_ptr(), ino, 0) };
+        if let Err(e) = self.check(rc, op) {
+            tracing::warn!(fs = %self.name, "undoing the creation of inode {ino} failed: {e}");
+            return;
+        }
+        self.discard_inode(ino, op);
+    }
+
     /// Best-effort undo of a half-created inode (its entry could not be
     /// added): frees its blocks and the inode. Errors are only logged; the
     /// caller reports the original failure.
@@ -1421,6 +1700,7 @@ impl Fs {
     /// Drops the last link of `ino`: frees its xattr block, data blocks
     /// and the inode itself, and records the deletion time.
     fn release_inode(&mut self, ino: Ino, op: &str) -> Result<()> {
+        self.unmap_last_fs_block(ino, op)?;
         let mut inode = self.read_raw(ino, op)?;
         let is_dir = FileType::from_mode(inode.i_mode) == FileType::Directory;
         // SAFETY: `raw` is live with bitmaps loaded; `inode` is a whole
@@ -1428,27 +1708,12 @@ impl Fs {
         // (freeing it at refcount 0) and updates the in-memory inode only.
         let rc = unsafe { sys::ext2fs_free_ext_attr(self.raw, ino, &mut inode) };
         self.check(rc, op)?;
-        // SAFETY: as above.
-        let valid = unsafe {
-            sys::ext2fs_inode_has_valid_blocks2(self.raw, &mut inode as *mut RawInode as *mut sys::ext2_inode)
-        };
-        if valid != 0 {
-            // SAFETY: as in truncate_all.
-            let rc = unsafe {
-                sys::ext2fs_punch(
-                    self.raw,
-                    ino,
-                    &mut inode as *mut RawInode as *mut sys::ext2_inode,
-                    std::ptr::null_mut(),
-                    0,
-                    !0,
-                )
-            };
-            self.check(rc, op)?;
-        }
+        self.punch_all(ino, &mut inode, op)?;
         let now = Timestamp::now();
         inode.i_links_count = 0;
-        inode.i_dtime = now.secs.clamp(1, i64::from(u32::MAX)) as u32;
+        // Like e2fsprogs: a deletion time is never mistaken for an inode
+        // number (orphan list links share the field).
+        inode.i_dtime = (now.secs as u32).max(self.sb().s_inodes_count);
         inode::set_size(&mut inode, 0);
         inode::set_time(&mut inode, self.inode_size(), TimeField::Ctime, now);
         self.write_raw(ino, &mut inode, op)?;
@@ -1459,7 +1724,14 @@ impl Fs {
 
     /// Creates directory `name` in `parent` with permission bits `mode` and
     /// owner `uid`:`gid`. Returns the new inode.
-    pub fn mkdir(&mut self, parent: Ino, name: &[u8], mode: u16, uid: u32, gid: u32) -> Result<Ino> {
+    pub fn mkdir(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino> {
         let op = format!("creating directory {}", self.entry_desc(parent, name));
         self.check_mode(mode, &op)?;
         let cname = self.prepare_new_entry(parent, name, &op)?;
@@ -1474,7 +1746,12 @@ impl Fs {
         // Allocate the first directory block near the inode.
         // SAFETY: `raw` is live; `template` is a whole inode (read only).
         let goal = unsafe {
-            sys::ext2fs_find_inode_goal(self.raw, ino, &mut template as *mut RawInode as *mut sys::ext2_inode, 0)
+            sys::ext2fs_find_inode_goal(
+                self.raw,
+                ino,
+                &mut template as *mut RawInode as *mut sys::ext2_inode,
+                0,
+            )
         };
         let mut blk: sys::blk64_t = 0;
         // SAFETY: `raw` is live with bitmaps loaded; null map = the
@@ -1489,7 +1766,13 @@ impl Fs {
         self.check(rc, &op)?;
         inode::set_size(&mut template, u64::from(self.blocksize()));
         // SAFETY: `raw` is live; `template` is a whole inode.
-        let rc = unsafe { sys::ext2fs_iblk_set(self.raw, &mut template as *mut RawInode as *mut sys::ext2_inode, 1) };
+        let rc = unsafe {
+            sys::ext2fs_iblk_set(
+                self.raw,
+                &mut template as *mut RawInode as *mut sys::ext2_inode,
+                1,
+            )
+        };
         self.check(rc, &op)?;
         let extents = template.i_flags & sys::EXT4_EXTENTS_FL != 0;
         if !extents {
@@ -1499,7 +1782,8 @@ impl Fs {
         self.write_fresh(ino, &template, &op)?;
         // SAFETY: `raw` is live; `block.0` is the block-sized buffer from
         // ext2fs_new_dir_block; libext2fs sets the checksum and writes it.
-        let rc = unsafe { sys::ext2fs_write_dir_block4(self.raw, blk, block.0 as *mut c_void, 0, ino) };
+        let rc =
+            unsafe { sys::ext2fs_write_dir_block4(self.raw, blk, block.0 as *mut c_void, 0, ino) };
         self.check(rc, &op)?;
         if extents {
             let mut inode = self.read_raw(ino, &op)?;
@@ -1541,7 +1825,14 @@ impl Fs {
 
     /// Creates symbolic link `name` in `parent` pointing to `target`, owned
     /// by `uid`:`gid` (mode 0777 like every Linux symlink).
-    pub fn symlink(&mut self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Ino> {
+    pub fn symlink(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino> {
         let op = format!("creating symbolic link {}", self.entry_desc(parent, name));
         if target.is_empty() || target.len() >= self.blocksize() as usize {
             return Err(self.err(
@@ -1554,21 +1845,33 @@ impl Fs {
                 ),
             ));
         }
-        let ctarget = CString::new(target)
-            .map_err(|_| self.err(ErrorKind::InvalidInput, &op, "the link target contains a NUL byte"))?;
+        let ctarget = CString::new(target).map_err(|_| {
+            self.err(
+                ErrorKind::InvalidInput,
+                &op,
+                "the link target contains a NUL byte",
+            )
+        })?;
         let cname = self.prepare_new_entry(parent, name, &op)?;
         self.ensure_bitmaps(&op)?;
         let ino = self.new_inode(parent, sys::LINUX_S_IFLNK | 0o777, &op)?;
         // SAFETY: `raw` is live with bitmaps loaded; a null name means "do
         // not link" (we link below, growing the directory if needed);
         // `ctarget` is NUL-terminated and shorter than a block.
-        let rc = unsafe { sys::ext2fs_symlink(self.raw, parent, ino, std::ptr::null(), ctarget.as_ptr()) };
+        let rc = unsafe {
+            sys::ext2fs_symlink(self.raw, parent, ino, std::ptr::null(), ctarget.as_ptr())
+        };
         self.check(rc, &op)?;
         let now = Timestamp::now();
         let generation = generation(ino, now);
         self.modify(ino, &op, |i, size| {
             inode::set_owner(i, uid, gid);
-            for f in [TimeField::Atime, TimeField::Mtime, TimeField::Ctime, TimeField::Crtime] {
+            for f in [
+                TimeField::Atime,
+                TimeField::Mtime,
+                TimeField::Ctime,
+                TimeField::Crtime,
+            ] {
                 inode::set_time(i, size, f, now);
             }
             i.i_generation = generation;
@@ -1585,12 +1888,20 @@ impl Fs {
     /// Adds another name `name` in `parent` for the existing non-directory
     /// `ino` (a hard link).
     pub fn hard_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> Result<()> {
-        let op = format!("linking {} as {}", self.ino_desc(ino), self.entry_desc(parent, name));
+        let op = format!(
+            "linking {} as {}",
+            self.ino_desc(ino),
+            self.entry_desc(parent, name)
+        );
         let inode = self.read_raw(ino, &op)?;
         self.check_changeable(ino, &inode, &op)?;
         let ft = FileType::from_mode(inode.i_mode);
         if ft == FileType::Directory {
-            return Err(self.err(ErrorKind::IsADirectory, &op, "directories cannot be hard-linked"));
+            return Err(self.err(
+                ErrorKind::IsADirectory,
+                &op,
+                "directories cannot be hard-linked",
+            ));
         }
         if u32::from(inode.i_links_count) + 1 >= sys::EXT2_LINK_MAX {
             return Err(self.err(ErrorKind::NoSpace, &op, "the file has too many links"));
@@ -1621,7 +1932,14 @@ impl Fs {
     }
 
     /// Points the existing entry `name` of `dir` at `ino` (type `ft`).
-    fn retarget_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, ft: FileType, op: &str) -> Result<()> {
+    fn retarget_entry(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        ft: FileType,
+        op: &str,
+    ) -> Result<()> {
         let filetype = self.has_incompat(sys::EXT2_FEATURE_INCOMPAT_FILETYPE);
         let mut found = false;
         self.iterate_dir(dir, 0, op, &mut |d: &mut dir::Dirent<'_>| {
@@ -1639,7 +1957,10 @@ impl Fs {
             return Err(self.err(
                 ErrorKind::NotFound,
                 op,
-                format!("{} vanished while being replaced", self.entry_desc(dir, name)),
+                format!(
+                    "{} vanished while being replaced",
+                    self.entry_desc(dir, name)
+                ),
             ));
         }
         Ok(())
@@ -1721,7 +2042,13 @@ impl Fs {
     /// Renames `old_parent/old_name` to `new_parent/new_name`, replacing an
     /// existing non-directory target (or an empty directory when moving a
     /// directory), and fixing `..` of a directory that changes parent.
-    pub fn rename(&mut self, old_parent: Ino, old_name: &[u8], new_parent: Ino, new_name: &[u8]) -> Result<()> {
+    pub fn rename(
+        &mut self,
+        old_parent: Ino,
+        old_name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> Result<()> {
         let op = format!(
             "renaming {} to {}",
             self.entry_desc(old_parent, old_name),
@@ -1746,14 +2073,12 @@ impl Fs {
         let src_type = FileType::from_mode(src_inode.i_mode);
         let is_dir = src_type == FileType::Directory;
         let moves_dir = is_dir && old_parent != new_parent;
-        if moves_dir {
-            if self.is_within(new_parent, src, &op)? {
-                return Err(self.err(
-                    ErrorKind::InvalidInput,
-                    &op,
-                    "a directory cannot be moved inside itself",
-                ));
-            }
+        if moves_dir && self.is_within(new_parent, src, &op)? {
+            return Err(self.err(
+                ErrorKind::InvalidInput,
+                &op,
+                "a directory cannot be moved inside itself",
+            ));
         }
         let dst = self.lookup_in(new_parent, new_name, &op)?;
         if dst == Some(src) {
@@ -1769,21 +2094,30 @@ impl Fs {
                     return Err(self.err(
                         ErrorKind::NotADirectory,
                         &op,
-                        format!("{} exists and is not a directory", self.entry_desc(new_parent, new_name)),
+                        format!(
+                            "{} exists and is not a directory",
+                            self.entry_desc(new_parent, new_name)
+                        ),
                     ))
                 }
                 (false, true) => {
                     return Err(self.err(
                         ErrorKind::IsADirectory,
                         &op,
-                        format!("{} exists and is a directory", self.entry_desc(new_parent, new_name)),
+                        format!(
+                            "{} exists and is a directory",
+                            self.entry_desc(new_parent, new_name)
+                        ),
                     ))
                 }
                 (true, true) if !self.dir_is_empty(d, &op)? => {
                     return Err(self.err(
                         ErrorKind::DirectoryNotEmpty,
                         &op,
-                        format!("{} exists and is not empty", self.entry_desc(new_parent, new_name)),
+                        format!(
+                            "{} exists and is not empty",
+                            self.entry_desc(new_parent, new_name)
+                        ),
                     ))
                 }
                 _ => {}
@@ -1819,7 +2153,9 @@ impl Fs {
             self.drop_link(d, &op)?;
         }
         let now = Timestamp::now();
-        self.modify(src, &op, |i, size| inode::set_time(i, size, TimeField::Ctime, now))?;
+        self.modify(src, &op, |i, size| {
+            inode::set_time(i, size, TimeField::Ctime, now)
+        })?;
         self.touch_dir(old_parent, &op)?;
         if new_parent != old_parent {
             self.touch_dir(new_parent, &op)?;
@@ -1883,7 +2219,9 @@ impl std::fmt::Debug for Fs {
 /// A generation number for a new inode (any value works; vary it like the
 /// kernel does so NFS handles of reused inode numbers differ).
 fn generation(ino: Ino, now: Timestamp) -> u32 {
-    let mut x = (now.secs as u64) ^ (u64::from(now.nsec) << 32) ^ u64::from(ino).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut x = (now.secs as u64)
+        ^ (u64::from(now.nsec) << 32)
+        ^ u64::from(ino).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;

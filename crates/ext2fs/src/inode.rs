@@ -189,7 +189,10 @@ fn decode(lo: u32, extra: Option<u32>) -> Timestamp {
             secs: base + (i64::from(x & 3) << 32),
             nsec: x >> 2,
         },
-        None => Timestamp { secs: base, nsec: 0 },
+        None => Timestamp {
+            secs: base,
+            nsec: 0,
+        },
     }
 }
 
@@ -199,7 +202,9 @@ fn encode(t: Timestamp, with_extra: bool) -> (u32, u32) {
         return (secs as i32 as u32, 0);
     }
     // Two epoch bits extend the signed 32-bit range by 3 * 2^32 seconds.
-    let secs = t.secs.clamp(i64::from(i32::MIN), (3i64 << 32) + i64::from(i32::MAX));
+    let secs = t
+        .secs
+        .clamp(i64::from(i32::MIN), (3i64 << 32) + i64::from(i32::MAX));
     let lo = secs as i32;
     let epoch = ((secs - i64::from(lo)) >> 32) as u32 & 3;
     (lo as u32, epoch | (t.nsec.min(999_999_999) << 2))

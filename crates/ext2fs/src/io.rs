@@ -52,8 +52,8 @@ impl ChannelState {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // No '?' (libext2fs would split io options off it) and no NUL.
-        let name = CString::new(format!("rescue-ext2fs-{}-{n}", std::process::id()))
-            .unwrap_or_default();
+        let name =
+            CString::new(format!("rescue-ext2fs-{}-{n}", std::process::id())).unwrap_or_default();
         let manager = Box::new(sys::struct_io_manager {
             magic: sys::EXT2_ET_MAGIC_IO_MANAGER as sys::errcode_t,
             name: MANAGER_NAME.as_ptr(),
@@ -165,9 +165,11 @@ fn guarded(state: Option<&ChannelState>, f: impl FnOnce() -> sys::errcode_t) -> 
         Ok(code) => code,
         Err(_) => {
             if let Some(state) = state {
-                state.store(rescue_io::Error::new(IoKind::Io, "accessing the device").with_detail(
-                    "the device implementation panicked; this is a bug in rescue-disk",
-                ));
+                state.store(
+                    rescue_io::Error::new(IoKind::Io, "accessing the device").with_detail(
+                        "the device implementation panicked; this is a bug in rescue-disk",
+                    ),
+                );
             }
             EIO
         }
@@ -255,7 +257,11 @@ fn write_at(state: &ChannelState, offset: u64, src: &[u8]) -> sys::errcode_t {
 
 // SAFETY: only libext2fs calls this, through our io_manager table, with
 // channels from `open_cb` and buffers of the sizes its arguments state.
-unsafe extern "C" fn open_cb(name: *const c_char, _flags: c_int, ret: *mut sys::io_channel) -> sys::errcode_t {
+unsafe extern "C" fn open_cb(
+    name: *const c_char,
+    _flags: c_int,
+    ret: *mut sys::io_channel,
+) -> sys::errcode_t {
     guarded(None, || {
         if name.is_null() || ret.is_null() {
             return sys::EXT2_ET_BAD_DEVICE_NAME as sys::errcode_t;
@@ -429,7 +435,7 @@ unsafe extern "C" fn write_byte_cb(
         }
         // SAFETY: libext2fs passes `count` bytes of data.
         let src = unsafe { std::slice::from_raw_parts(data as *const u8, count as usize) };
-        write_at(state, offset as u64, src)
+        write_at(state, offset, src)
     })
 }
 
@@ -463,7 +469,10 @@ unsafe extern "C" fn set_option_cb(
 
 // SAFETY: only libext2fs calls this, through our io_manager table, with
 // channels from `open_cb` and buffers of the sizes its arguments state.
-unsafe extern "C" fn get_stats_cb(channel: sys::io_channel, ret: *mut sys::io_stats) -> sys::errcode_t {
+unsafe extern "C" fn get_stats_cb(
+    channel: sys::io_channel,
+    ret: *mut sys::io_stats,
+) -> sys::errcode_t {
     // SAFETY: a live channel of ours (libext2fs contract).
     let Some((_, state)) = (unsafe { channel_parts(channel) }) else {
         return sys::EXT2_ET_MAGIC_IO_CHANNEL as sys::errcode_t;

@@ -18,13 +18,24 @@
 //! Immutable and append-only inodes, and entries of such directories, are
 //! never changed; encrypted and casefolded directories are not touched.
 //!
+//! An [`Fs`] stays on the thread that opened it (libext2fs state and the
+//! device are not shared across threads):
+//!
+//! ```compile_fail
+//! fn needs_send<T: Send>() {}
+//! needs_send::<rescue_ext2fs::Fs>();
+//! ```
+//!
 //! Nothing here panics on a corrupt filesystem: libext2fs reports errors,
 //! which come back as [`Error`] (one line: operation, object, filesystem,
 //! libext2fs message, and the device's own error when the device failed).
 
+#![warn(unsafe_op_in_unsafe_fn)]
+
 mod dir;
 mod error;
 mod fs;
+mod fuzz;
 mod inode;
 mod io;
 mod sys;
@@ -32,5 +43,7 @@ mod xattr;
 
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{DirEntry, Fs, MAX_DIR_ENTRIES, MAX_NAME_LEN};
+#[doc(hidden)]
+pub use fuzz::fuzz_open_and_write;
 pub use inode::{FileType, Ino, Stat, Timestamp, ROOT_INO};
 pub use xattr::MAX_XATTR_VALUE;

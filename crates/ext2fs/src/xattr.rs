@@ -3,7 +3,9 @@
 //! shared xattr block and keeps checksums and reference counts right.
 //!
 //! POSIX ACLs (`system.posix_acl_access`/`_default`) are exchanged in the
-//! kernel's xattr format (what `getfattr` shows); libext2fs converts.
+//! kernel's xattr format (what `getfattr` shows); libext2fs converts. The
+//! owner, group, mask and other entries come back with id 0 (the kernel
+//! shows 0xffffffff there; both mean "no id").
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -61,9 +63,9 @@ unsafe extern "C" fn collect_name(
 impl Fs {
     fn xattr_name(&self, name: &str, op: &str) -> Result<CString> {
         let known = FULL_NAMES.contains(&name)
-            || PREFIXES
-                .iter()
-                .any(|p| name.len() > p.len() && name.starts_with(p) && name.len() - p.len() <= 255);
+            || PREFIXES.iter().any(|p| {
+                name.len() > p.len() && name.starts_with(p) && name.len() - p.len() <= 255
+            });
         if !known {
             return Err(self.err(
                 ErrorKind::InvalidInput,
@@ -74,8 +76,13 @@ impl Fs {
                 ),
             ));
         }
-        CString::new(name)
-            .map_err(|_| self.err(ErrorKind::InvalidInput, op, "the attribute name contains a NUL byte"))
+        CString::new(name).map_err(|_| {
+            self.err(
+                ErrorKind::InvalidInput,
+                op,
+                "the attribute name contains a NUL byte",
+            )
+        })
     }
 
     /// Opens and reads the xattrs of `ino`; `None` when the filesystem has
@@ -143,7 +150,11 @@ impl Fs {
         // SAFETY: `h.0` is open; the callback only pushes into `names`,
         // which outlives the call.
         let rc = unsafe {
-            sys::ext2fs_xattrs_iterate(h.0, Some(collect_name), &mut names as *mut Vec<Vec<u8>> as *mut c_void)
+            sys::ext2fs_xattrs_iterate(
+                h.0,
+                Some(collect_name),
+                &mut names as *mut Vec<Vec<u8>> as *mut c_void,
+            )
         };
         self.check(rc, &op)?;
         let mut out = Vec::with_capacity(names.len());
@@ -167,7 +178,10 @@ impl Fs {
             return Err(self.err(
                 ErrorKind::TooLarge,
                 &op,
-                format!("the value is {} bytes; the limit is {MAX_XATTR_VALUE}", value.len()),
+                format!(
+                    "the value is {} bytes; the limit is {MAX_XATTR_VALUE}",
+                    value.len()
+                ),
             ));
         }
         self.check_xattr_target(ino, &op, true)?;
@@ -181,7 +195,14 @@ impl Fs {
         // SAFETY: `h.0` is open; `key` is NUL-terminated; the value
         // pointer and length describe `value`. libext2fs writes the inode
         // and xattr block itself.
-        let rc = unsafe { sys::ext2fs_xattr_set(h.0, key.as_ptr(), value.as_ptr() as *const c_void, value.len()) };
+        let rc = unsafe {
+            sys::ext2fs_xattr_set(
+                h.0,
+                key.as_ptr(),
+                value.as_ptr() as *const c_void,
+                value.len(),
+            )
+        };
         self.check(rc, &op)?;
         drop(h);
         self.touch_ctime(ino, &op)

@@ -454,24 +454,13 @@ static UTC_CLOCK: UtcClock = UtcClock;
 
 /// Date and time of `secs` seconds after the Unix epoch, in UTC.
 fn fat_date_time(secs: i64) -> DateTime {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Days to civil date (proleptic Gregorian), era-based.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (year, month, day, sod) = if year < 1980 {
-        (1980, 1, 1, 0)
-    } else if year > 2107 {
-        (2107, 12, 31, 86_399)
+    let t = rescue_io::time::utc(secs);
+    let (year, month, day, hour, min, sec) = if t.year < 1980 {
+        (1980, 1, 1, 0, 0, 0)
+    } else if t.year > 2107 {
+        (2107, 12, 31, 23, 59, 59)
     } else {
-        (year, month, day, sod)
+        (t.year, t.month, t.day, t.hour, t.minute, t.second)
     };
     // OK: every value was clamped into FAT's ranges above.
     DateTime {
@@ -481,9 +470,9 @@ fn fat_date_time(secs: i64) -> DateTime {
             day: day as u16,
         },
         time: Time {
-            hour: (sod / 3600) as u16,
-            min: (sod / 60 % 60) as u16,
-            sec: (sod % 60) as u16,
+            hour: hour as u16,
+            min: min as u16,
+            sec: sec as u16,
             millis: 0,
         },
     }

@@ -20,6 +20,7 @@ mod qcow2;
 mod raw;
 mod slice;
 pub mod stats;
+pub mod time;
 mod undo;
 mod writable;
 
@@ -31,11 +32,11 @@ pub use error::{Error, ErrorKind, Result};
 pub use mapped::{Extent, MappedDevice};
 #[doc(hidden)]
 pub use qcow2::fuzz_qcow2_header;
-#[doc(hidden)]
-pub use undo::fuzz_undo_log;
 pub use qcow2::Qcow2Image;
 pub use raw::RawFile;
 pub use slice::Slice;
+#[doc(hidden)]
+pub use undo::fuzz_undo_log;
 pub use undo::{
     default_undo_dir, find_undo_logs, undo, CommitCheck, UndoFile, UndoLogInfo, UndoLogState,
     UndoMode, UndoOptions, UndoReport, UndoSummary, FAULT_ENV, UNDO_DIR_ENV, UNDO_EXTENSION,

@@ -127,7 +127,11 @@ pub fn mkfs(path: &Path, size_mib: u64, args: &[&str]) {
 pub fn copy_sparse(from: &Path, to: &Path) {
     run(
         "cp",
-        &["--sparse=always", from.to_str().unwrap(), to.to_str().unwrap()],
+        &[
+            "--sparse=always",
+            from.to_str().unwrap(),
+            to.to_str().unwrap(),
+        ],
     );
 }
 
@@ -200,6 +204,11 @@ fn field_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text[i + key.len()..].split_whitespace().next()
 }
 
+/// debugfs prints 32-bit ids with `%d`: ids above 2^31 come out negative.
+fn id(s: &str) -> u32 {
+    s.parse::<i64>().map(|v| v as u32).unwrap_or(u32::MAX)
+}
+
 pub fn parse_stat(text: &str) -> DebugfsStat {
     let mut s = DebugfsStat {
         kind: field_after(text, "Type:").unwrap_or("").to_string(),
@@ -211,10 +220,16 @@ pub fn parse_stat(text: &str) -> DebugfsStat {
             16,
         )
         .unwrap_or(0),
-        uid: field_after(text, "User:").unwrap_or("0").parse().unwrap_or(0),
-        gid: field_after(text, "Group:").unwrap_or("0").parse().unwrap_or(0),
-        size: field_after(text, "Size:").unwrap_or("0").parse().unwrap_or(0),
-        links: field_after(text, "Links:").unwrap_or("0").parse().unwrap_or(0),
+        uid: id(field_after(text, "User:").unwrap_or("0")),
+        gid: id(field_after(text, "Group:").unwrap_or("0")),
+        size: field_after(text, "Size:")
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0),
+        links: field_after(text, "Links:")
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0),
         ..Default::default()
     };
     for line in text.lines() {
@@ -251,13 +266,11 @@ pub fn parse_ls_p(text: &str) -> BTreeMap<Vec<u8>, (u32, u32, u32, u32)> {
             continue;
         }
         // "name/size/" (size empty for directories)
-        let Some((name, _size)) = f[4]
-            .strip_suffix('/')
-            .and_then(|s| s.rsplit_once('/'))
-        else {
+        let Some((name, _size)) = f[4].strip_suffix('/').and_then(|s| s.rsplit_once('/')) else {
             continue;
         };
-        if name == "." || name == ".." {
+        // Empty slots (inode 0) of e.g. lost+found are listed too.
+        if name == "." || name == ".." || f[0] == "0" {
             continue;
         }
         out.insert(
@@ -265,8 +278,8 @@ pub fn parse_ls_p(text: &str) -> BTreeMap<Vec<u8>, (u32, u32, u32, u32)> {
             (
                 f[0].parse().unwrap_or(0),
                 u32::from_str_radix(f[1], 8).unwrap_or(0),
-                f[2].parse().unwrap_or(0),
-                f[3].parse().unwrap_or(0),
+                id(f[2]),
+                id(f[3]),
             ),
         );
     }
@@ -377,6 +390,8 @@ pub struct Faulty {
 
 impl Faulty {
     pub fn new(inner: Arc<dyn BlockWrite>) -> Arc<Faulty> {
+        // Devices are shared within one thread, like the project's own.
+        #[allow(clippy::arc_with_non_send_sync)]
         Arc::new(Faulty {
             inner,
             fail_reads: std::cell::Cell::new(None),
@@ -403,7 +418,8 @@ impl BlockRead for Faulty {
             }
         }
         self.reads.set(self.reads.get() + 1);
-        self.bytes_read.set(self.bytes_read.get() + dst.len() as u64);
+        self.bytes_read
+            .set(self.bytes_read.get() + dst.len() as u64);
         self.inner.read_exact_at(start, dst)
     }
 
