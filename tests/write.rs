@@ -500,6 +500,17 @@ fn refuses_immutable_file_snapshot_image_and_read_only_image() {
         before,
         "a refused write must not change the image"
     );
+    // ...and leaves no undo file behind: `undo` must never pick a session
+    // that changed nothing.
+    let left: Vec<_> = std::fs::read_dir(&undo)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "undo files left by refused writes: {left:?}"
+    );
+    let r = rd(&undo, &["undo", s(&custom.raw)], &[]);
+    r.assert_clean_error(&["no undo file"]);
 
     // Internal snapshot in a qcow2.
     let q = custom.qcow2().unwrap();

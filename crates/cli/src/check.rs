@@ -200,14 +200,7 @@ pub fn run(args: &CheckArgs, style: &Style) -> Result<Outcome> {
         diffs,
         status,
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-    } else {
-        out.write_all(render_human(&doc, style).as_bytes())?;
-    }
-    out.flush()?;
+    crate::print_report(args.json, &doc, || render_human(&doc, style))?;
     match status {
         "error" => {
             let first = &doc.outcome.errors[0];

@@ -312,7 +312,14 @@ fn apply_all(
     build: impl FnOnce(&Session) -> Result<Vec<Op>>,
 ) -> Result<Outcome> {
     let mut s = session(target, undo)?;
-    let ops = build(&s)?;
+    let ops = match build(&s) {
+        Ok(ops) => ops,
+        Err(e) => {
+            // Nothing was written: this removes the empty undo file.
+            s.commit().context("closing the write session")?;
+            return Err(e);
+        }
+    };
     let mut failure = None;
     for op in &ops {
         match s.apply(op) {
@@ -325,11 +332,11 @@ fn apply_all(
     }
     let summary = s.commit().context("completing the undo file")?;
     if let Some(err) = failure {
-        if !summary.changes.is_empty() {
+        if let Some(u) = &summary.undo_file {
             eprintln!(
-                "the changes above were made; undo them with: rescue-disk undo {} --log {}",
+                "what was written before the failure can be undone with: rescue-disk undo {} --log {}",
                 target.target.display(),
-                summary.undo_file.display()
+                u.display()
             );
         }
         return Err(err);
@@ -337,12 +344,15 @@ fn apply_all(
     for v in &summary.journals_replayed {
         eprintln!("replayed the journal of {v} into the disk first (as e2fsck does)");
     }
-    eprintln!(
-        "undo file: {} ({} bytes saved); `rescue-disk undo {}` restores the original bytes",
-        summary.undo_file.display(),
-        summary.saved_bytes,
-        target.target.display()
-    );
+    match &summary.undo_file {
+        Some(u) => eprintln!(
+            "undo file: {} ({} bytes saved); `rescue-disk undo {}` restores the original bytes",
+            u.display(),
+            summary.saved_bytes,
+            target.target.display()
+        ),
+        None => eprintln!("nothing needed writing"),
+    }
     Ok(Outcome::Ok)
 }
 

@@ -7,7 +7,6 @@
 //! there is reported as not fixed, never as success.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
@@ -216,9 +215,7 @@ pub fn run(args: &FixArgs, style: &Style) -> Result<Outcome> {
         }
         let summary = s.commit().context("completing the undo file")?;
         journals = summary.journals_replayed;
-        if !summary.changes.is_empty() || summary.saved_bytes > 0 {
-            undo_file = Some(summary.undo_file);
-        }
+        undo_file = summary.undo_file;
     }
 
     // Re-check from scratch, read-only, through the same path as `check`.
@@ -309,14 +306,7 @@ pub fn run(args: &FixArgs, style: &Style) -> Result<Outcome> {
         remaining,
         status,
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-    } else {
-        out.write_all(render(&doc, style).as_bytes())?;
-    }
-    out.flush()?;
+    crate::print_report(args.json, &doc, || render(&doc, style))?;
     if let Some(err) = failure {
         return Err(err.context(match &doc.undo_file {
             Some(u) => format!(

@@ -1,6 +1,5 @@
 //! `rescue-disk inspect`: open read-only, discover, identify, render.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -128,15 +127,7 @@ pub fn run(args: &InspectArgs, style: &Style) -> Result<Outcome> {
         guest: &guest,
         diagnostics: &disk.diagnostics,
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        let text = render_human(&report, &disk, style);
-        out.write_all(text.as_bytes())?;
-    }
-    out.flush()?;
+    crate::print_report(args.json, &report, || render_human(&report, &disk, style))?;
     Ok(Outcome::Ok)
 }
 

@@ -69,6 +69,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a report on stdout: `doc` as pretty JSON with `--json`, else
+/// the human text `human` renders.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    doc: &T,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, doc)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(human().as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Joins an error chain into one line, skipping causes that the message
 /// above already contains (our own errors embed their source).
 fn one_line(err: &anyhow::Error) -> String {

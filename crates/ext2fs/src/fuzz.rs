@@ -58,6 +58,8 @@ impl BlockWrite for Mem {
 /// superblocks back).
 #[doc(hidden)]
 pub fn fuzz_open_and_write(data: &[u8]) {
+    // Devices are shared, never sent across threads (rescue_io's design).
+    #[allow(clippy::arc_with_non_send_sync)]
     let dev: Arc<dyn BlockWrite> = Arc::new(Mem(RefCell::new(data.to_vec())));
     let Ok(mut fs) = Fs::open(dev, "fuzz") else {
         return;

@@ -25,9 +25,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::dirty::{fsync, make_dirty, mkfs, Profile, DEFAULT};
 use common::*;
 use rescue_ext4::{plan_replay, recover_in_place, ErrorKind, RecoveryReport, WriteSource};
 use rescue_io::RawFile;
@@ -74,149 +74,6 @@ fn raw_diffs(a: &Path, b: &Path) -> Vec<u64> {
         .filter(|(_, (p, q))| p != q)
         .map(|(i, _)| i as u64)
         .collect()
-}
-
-/// How to make and mount one dirty filesystem.
-struct Profile {
-    name: &'static str,
-    mkfs: &'static [&'static str],
-    fstype: &'static str,
-    mount: &'static str,
-    /// Write a file starting with the jbd2 magic (with `data=journal` the
-    /// kernel logs it escaped, and the replay must restore the magic).
-    magic_file: bool,
-}
-
-const DEFAULT: Profile = Profile {
-    name: "ext4-metadata-csum",
-    mkfs: &["-b", "4096"],
-    fstype: "ext4",
-    mount: "",
-    magic_file: false,
-};
-
-/// Files the workload leaves: relative path -> contents (directories end
-/// in `/`, symlinks in `@` with the target as contents).
-type Expected = BTreeMap<String, Vec<u8>>;
-
-struct Dirty {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    dirty: PathBuf,
-    expected: Expected,
-}
-
-fn put(exp: &mut Expected, m: &Mounted, rel: &str, data: Vec<u8>) {
-    write(&m.path(rel), &data);
-    exp.insert(rel.to_string(), data);
-}
-
-/// fsync of each path (`sync FILE...`): commits the running transaction
-/// without writing the metadata home.
-fn fsync(m: &Mounted, rels: &[&str]) {
-    let full: Vec<String> = rels
-        .iter()
-        .map(|r| m.path(r).to_str().unwrap().to_string())
-        .collect();
-    run("sync", &full.iter().map(String::as_str).collect::<Vec<_>>());
-}
-
-fn mkfs(image: &Path, extra: &[&str]) {
-    std::fs::File::create(image)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let mut args = vec!["-q", "-F"];
-    args.extend_from_slice(extra);
-    args.push(image.to_str().unwrap());
-    run("mkfs.ext4", &args);
-}
-
-/// A dirty copy of a filesystem of profile `p`, with the expected tree.
-fn make_dirty(p: &Profile) -> Dirty {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let image = dir.join("live.img");
-    mkfs(&image, p.mkfs);
-    let m = Mounted::new(&image, &dir.join("mnt"), p.fstype, p.mount);
-    let mut rng = XorShift(p.name.bytes().fold(0x2545_f491_4f6c_dd1d, |h, b| {
-        h.rotate_left(7) ^ u64::from(b)
-    }));
-    let mut exp = Expected::new();
-
-    // Written home by syncfs.
-    for d in ["etc", "boot", "boot/grub"] {
-        std::fs::create_dir(m.path(d)).unwrap();
-        exp.insert(format!("{d}/"), Vec::new());
-    }
-    put(
-        &mut exp,
-        &m,
-        "etc/fstab",
-        b"UUID=1 / ext4 defaults 0 1\n".to_vec(),
-    );
-    for i in 0..20 {
-        let len = rng.below(30_000) as usize;
-        put(&mut exp, &m, &format!("f{i:02}"), rng.bytes(len));
-    }
-    std::os::unix::fs::symlink("f01", m.path("link")).unwrap();
-    exp.insert("link@".into(), b"f01".to_vec());
-    put(&mut exp, &m, "last.txt", b"old contents\n".to_vec());
-    syncfs(&m.dir);
-
-    // Committed by fsync only: in the journal, not in place.
-    put(&mut exp, &m, "f02", rng.bytes(12_345));
-    put(&mut exp, &m, "f03", b"short now\n".to_vec());
-    let mut f04 = exp["f04"].clone();
-    f04.extend(rng.bytes(5000));
-    put(&mut exp, &m, "f04", f04);
-    for f in ["f05", "f06"] {
-        std::fs::remove_file(m.path(f)).unwrap();
-        exp.remove(f);
-    }
-    std::fs::create_dir_all(m.path("newdir/sub")).unwrap();
-    exp.insert("newdir/".into(), Vec::new());
-    exp.insert("newdir/sub/".into(), Vec::new());
-    std::fs::rename(m.path("f07"), m.path("newdir/sub/moved")).unwrap();
-    let moved = exp.remove("f07").unwrap();
-    exp.insert("newdir/sub/moved".into(), moved);
-    // A directory whose blocks are logged and then freed: revoke records.
-    std::fs::create_dir(m.path("many")).unwrap();
-    for i in 0..150 {
-        write(&m.path(&format!("many/a-long-entry-name-{i:04}")), b"x");
-    }
-    fsync(&m, &["many", "."]);
-    std::fs::remove_dir_all(m.path("many")).unwrap();
-    fsync(&m, &["."]);
-    put(
-        &mut exp,
-        &m,
-        "boot/grub/grub.cfg",
-        b"set default=0\n".to_vec(),
-    );
-    if p.magic_file {
-        let mut data = 0xc03b_3998u32.to_be_bytes().to_vec();
-        data.extend(rng.bytes(8000));
-        put(&mut exp, &m, "magic.bin", data);
-    }
-    let last = format!("new contents {:016x}\n", rng.next()).into_bytes();
-    put(&mut exp, &m, "last.txt", last);
-    let mut synced = vec!["f02", "f03", "f04", "boot/grub/grub.cfg", "last.txt"];
-    synced.extend(["newdir/sub/moved", "newdir/sub", "newdir", "boot/grub", "."]);
-    if p.magic_file {
-        synced.push("magic.bin");
-    }
-    fsync(&m, &synced);
-
-    let dirty = dir.join("dirty.img");
-    copy_sparse(&image, &dirty);
-    m.unmount();
-    Dirty {
-        _tmp: tmp,
-        dir,
-        dirty,
-        expected: exp,
-    }
 }
 
 /// `dumpe2fs -h` of `image`.

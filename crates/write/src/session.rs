@@ -29,8 +29,10 @@ pub struct Summary {
     pub changes: Vec<Change>,
     /// Volumes whose journal was replayed into the device first.
     pub journals_replayed: Vec<String>,
-    /// The host-side undo file (`rescue-disk undo` restores from it).
-    pub undo_file: PathBuf,
+    /// The host-side undo file (`rescue-disk undo` restores from it);
+    /// `None` when nothing was written (the empty log is removed, so that
+    /// `undo` never picks a session that changed nothing).
+    pub undo_file: Option<PathBuf>,
     /// Byte ranges of the target saved in it.
     pub saved_ranges: u64,
     /// Bytes of the target saved in it.
@@ -136,13 +138,24 @@ impl Session {
         Ok(change)
     }
 
-    /// Flushes everything and completes the undo file.
+    /// Flushes everything and completes the undo file. A session that
+    /// wrote nothing removes its (empty) undo file.
     pub fn commit(self) -> Result<Summary> {
+        let wrote = self.writable.target_writes() > 0;
         let undo = self.writable.commit()?;
+        let undo_file = if wrote {
+            Some(undo.undo_path)
+        } else {
+            std::fs::remove_file(&undo.undo_path).map_err(|e| {
+                Error::io("removing the empty undo file", e)
+                    .with_path(undo.undo_path.display().to_string())
+            })?;
+            None
+        };
         Ok(Summary {
             changes: self.changes,
             journals_replayed: self.replayed.into_iter().collect(),
-            undo_file: undo.undo_path,
+            undo_file,
             saved_ranges: undo.ranges_saved,
             saved_bytes: undo.bytes_saved,
         })
@@ -161,6 +174,8 @@ impl Session {
                     .with_path(volume_id.to_owned())
             })?;
         let name = format!("{} {}", self.writable.device.describe(), volume.id);
+        // Devices are shared, never sent across threads (rescue_io's design).
+        #[allow(clippy::arc_with_non_send_sync)]
         let dev: Arc<dyn BlockWrite> = Arc::new(MappedDevice::new(
             self.writable.device.clone(),
             volume.extents.clone(),

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod dirty;
 pub mod synth;
 
 use std::collections::BTreeMap;
