@@ -694,3 +694,28 @@ fn put_into_a_two_segment_lvm_root() {
     ok(&undo, &["undo", s(&img)]);
     assert_eq!(sha(&img), original);
 }
+
+/// A corrupt filesystem (a group descriptor failing its checksum) is an
+/// error naming the structure, exit 2, with nothing written and no undo
+/// file left.
+#[test]
+fn corrupt_filesystem_is_a_clean_error_and_nothing_is_written() {
+    if !layout_available("gpt-debian") {
+        return;
+    }
+    let custom = xtask::build_custom("corrupt-gdt", "gpt-debian", |c| {
+        c.root_fs_debugfs("set_bg 0 checksum 0x1234");
+        Ok(())
+    })
+    .unwrap();
+    let undo = custom.dir().join("undo");
+    let before = sha(&custom.raw);
+    let r = rd(
+        &undo,
+        &["chmod", s(&custom.raw), "0600", "/etc/hostname"],
+        &[],
+    );
+    r.assert_clean_error(&["block group descriptor 0", "e2fsck"]);
+    assert_eq!(sha(&custom.raw), before);
+    assert!(std::fs::read_dir(&undo).map_or(true, |mut d| d.next().is_none()));
+}
