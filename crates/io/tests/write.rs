@@ -9,6 +9,8 @@
 //! target write in turn (`RESCUE_DISK_FAULT_AFTER_WRITES`) and undo after
 //! each.
 
+mod common;
+
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use common::*;
 use rescue_io::{
     find_undo_logs, open_writable, undo, BlockWrite, CommitCheck, ErrorKind, Format, OpenOptions,
     UndoLogState, UndoMode, UndoOptions, FAULT_ENV,
@@ -24,75 +27,11 @@ use sha2::{Digest, Sha256};
 
 // ---------------------------------------------------------------- helpers
 
-/// Whether `tool` is installed. Missing tools fail the test when
-/// RESCUE_REQUIRE_TOOLS=1, and skip it (loudly) otherwise.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    if !found {
-        if std::env::var("RESCUE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{tool} is required (RESCUE_REQUIRE_TOOLS=1) but not installed");
-        }
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn qemu_img(args: &[&str]) -> String {
-    run("qemu-img", args)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Disk content mixing random, zero, compressible and patterned 4 KiB
-/// blocks, so converted images hold data, zero and compressed clusters.
-fn disk_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut rng = XorShift(seed);
-    let mut v = vec![0u8; size];
-    for block in v.chunks_mut(4096) {
-        match rng.next() % 5 {
-            0 => block.iter_mut().for_each(|b| *b = rng.next() as u8),
-            1 => {}
-            2 | 3 => block
-                .iter_mut()
-                .for_each(|b| *b = if rng.next() & 1 == 0 { b'a' } else { b'b' }),
-            _ => block.fill(0x55),
-        }
-    }
-    v
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -683,14 +622,6 @@ fn crash_during_undo_is_finished_by_undo() {
 }
 
 // --------------------------------------------------------------- refusals
-
-fn assert_err(e: &rescue_io::Error, kind: ErrorKind, needles: &[&str]) {
-    let msg = e.to_string();
-    assert_eq!(e.kind(), kind, "wrong kind for: {msg}");
-    for n in needles {
-        assert!(msg.contains(n), "message {msg:?} lacks {n:?}");
-    }
-}
 
 fn open_err(img: &Path, undo_dir: &Path) -> rescue_io::Error {
     match open_writable(img, OpenOptions::default(), UndoOptions::new(undo_dir)) {
