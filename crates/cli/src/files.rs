@@ -389,9 +389,8 @@ pub fn put(args: &PutArgs) -> Result<Outcome> {
                 .context("use a guest file path: the host source has no file name")?;
             path = path.join(std::os::unix::ffi::OsStrExt::as_bytes(name));
         }
-        let names = Names::load(&guest);
         let (uid, gid) = match &args.owner {
-            Some(o) => names.owner(o)?,
+            Some(o) => Names::load(&guest).owner(o)?,
             None => (None, None),
         };
         let existing = guest.metadata(&path).ok();

@@ -184,12 +184,7 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Opened> {
         Format::Qcow2 => {
             let image = Qcow2Image::open(raw, path)?;
             let backing_chain = image.backing_chain();
-            let summary = Qcow2Summary {
-                version: image.version(),
-                cluster_size_in_bytes: image.cluster_size_in_bytes(),
-                has_internal_snapshots: image.has_internal_snapshots(),
-                is_dirty: image.is_dirty(),
-            };
+            let summary = image.summary();
             // Devices are shared, not sent across threads (`Device` carries
             // no `Send`/`Sync` bound); a qcow2 image is `!Sync` inside.
             #[allow(clippy::arc_with_non_send_sync)]

@@ -158,6 +158,16 @@ impl Qcow2Image {
         })
     }
 
+    /// The header facts reported to the operator.
+    pub fn summary(&self) -> crate::Qcow2Summary {
+        crate::Qcow2Summary {
+            version: self.version(),
+            cluster_size_in_bytes: self.cluster_size_in_bytes(),
+            has_internal_snapshots: self.has_internal_snapshots(),
+            is_dirty: self.is_dirty(),
+        }
+    }
+
     /// Backing files, nearest first, as resolved paths.
     pub fn backing_chain(&self) -> Vec<PathBuf> {
         self.backing_chain.clone()

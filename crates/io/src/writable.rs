@@ -114,12 +114,7 @@ pub fn open_writable(path: &Path, options: OpenOptions, undo: UndoOptions) -> Re
                     return Err(e);
                 }
             };
-            let summary = Qcow2Summary {
-                version: image.version(),
-                cluster_size_in_bytes: image.cluster_size_in_bytes(),
-                has_internal_snapshots: image.has_internal_snapshots(),
-                is_dirty: image.is_dirty(),
-            };
+            let summary = image.summary();
             let backing_chain = image.backing_chain();
             // Shared, not sent across threads: see `Device`.
             #[allow(clippy::arc_with_non_send_sync)]

@@ -52,18 +52,13 @@ fn mode16(mode: u32) -> Result<u16> {
 }
 
 impl Ext {
-    fn fs(&mut self) -> &mut Fs {
-        &mut self.fs
-    }
-
     fn ino(&mut self, path: &GuestPath) -> Result<Ino> {
-        let name = self.name.clone();
-        self.fs()
+        self.fs
             .lookup(path.as_bytes())
             .map_err(conv)?
             .ok_or_else(|| {
                 Error::new(ErrorKind::NotFound, "looking up")
-                    .with_path(format!("{path} on {name}"))
+                    .with_path(format!("{path} on {}", self.name))
                     .with_detail("no such file or directory")
             })
     }
@@ -72,10 +67,10 @@ impl Ext {
 impl Engine for Ext {
     fn write_file(&mut self, path: &GuestPath, data: &[u8], set: Option<NewFile>) -> Result<()> {
         let ino = self.ino(path)?;
-        self.fs().write_file(ino, data).map_err(conv)?;
+        self.fs.write_file(ino, data).map_err(conv)?;
         if let Some(a) = set {
-            self.fs().set_mode(ino, mode16(a.mode)?).map_err(conv)?;
-            self.fs().set_owner(ino, a.uid, a.gid).map_err(conv)?;
+            self.fs.set_mode(ino, mode16(a.mode)?).map_err(conv)?;
+            self.fs.set_owner(ino, a.uid, a.gid).map_err(conv)?;
         }
         Ok(())
     }
@@ -89,7 +84,7 @@ impl Engine for Ext {
     ) -> Result<()> {
         let parent = self.ino(dir)?;
         let mode = mode16(attrs.mode)?;
-        self.fs()
+        self.fs
             .create_file(parent, name, data, mode, attrs.uid, attrs.gid)
             .map_err(conv)?;
         Ok(())
@@ -98,13 +93,13 @@ impl Engine for Ext {
     fn chmod(&mut self, path: &GuestPath, mode: u32) -> Result<()> {
         let ino = self.ino(path)?;
         let mode = mode16(mode)?;
-        self.fs().set_mode(ino, mode).map_err(conv)
+        self.fs.set_mode(ino, mode).map_err(conv)
     }
 
     fn chown(&mut self, path: &GuestPath, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
         let ino = self.ino(path)?;
-        let st = self.fs().stat(ino).map_err(conv)?;
-        self.fs()
+        let st = self.fs.stat(ino).map_err(conv)?;
+        self.fs
             .set_owner(ino, uid.unwrap_or(st.uid), gid.unwrap_or(st.gid))
             .map_err(conv)
     }
@@ -112,7 +107,7 @@ impl Engine for Ext {
     fn mkdir(&mut self, dir: &GuestPath, name: &[u8], attrs: NewFile) -> Result<()> {
         let parent = self.ino(dir)?;
         let mode = mode16(attrs.mode)?;
-        self.fs()
+        self.fs
             .mkdir(parent, name, mode, attrs.uid, attrs.gid)
             .map_err(conv)?;
         Ok(())
@@ -127,7 +122,7 @@ impl Engine for Ext {
         gid: u32,
     ) -> Result<()> {
         let parent = self.ino(dir)?;
-        self.fs()
+        self.fs
             .symlink(parent, name, target, uid, gid)
             .map_err(conv)?;
         Ok(())
@@ -135,7 +130,7 @@ impl Engine for Ext {
 
     fn remove(&mut self, dir: &GuestPath, name: &[u8]) -> Result<()> {
         let parent = self.ino(dir)?;
-        self.fs().unlink(parent, name).map_err(conv)
+        self.fs.unlink(parent, name).map_err(conv)
     }
 
     fn rename(
@@ -147,7 +142,7 @@ impl Engine for Ext {
     ) -> Result<()> {
         let a = self.ino(from_dir)?;
         let b = self.ino(to_dir)?;
-        self.fs().rename(a, from_name, b, to_name).map_err(conv)
+        self.fs.rename(a, from_name, b, to_name).map_err(conv)
     }
 
     fn close(self: Box<Self>) -> Result<()> {
